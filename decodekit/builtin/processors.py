@@ -1,0 +1,112 @@
+"""Built-in logits processors: repetition, presence and frequency penalties."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import decodekit_kernels as kernels
+import torch
+
+from decodekit import hookimpl
+from decodekit.components import DecodeView, DraftTree, LogitsProcessor
+from decodekit.config import SamplingParams
+
+
+def node_histories(
+    view: DecodeView, draft: DraftTree | None
+) -> tuple[list[list[int]], list[int]]:
+    """Per row and node, the tokens before that node; and each history's prompt length.
+
+    Returns lists of length ``rows * (1 + N)`` in row-major order: the root's history is
+    the row's sequence; node ``i``'s is the sequence plus the node's draft ancestors.
+    """
+    histories: list[list[int]] = []
+    prompt_lengths: list[int] = []
+    nodes = 0 if draft is None else draft.num_nodes
+    tokens = [] if draft is None else draft.tokens.tolist()
+    parents = [] if draft is None else draft.parents.tolist()
+    for r, sequence in enumerate(view.sequences):
+        histories.append(sequence)
+        prompt_lengths.append(view.prompt_lengths[r])
+        paths: list[list[int]] = []
+        for i in range(nodes):
+            parent = parents[r][i]
+            path = (paths[parent] if parent >= 0 else []) + [max(tokens[r][i], 0)]
+            paths.append(path)
+            histories.append(sequence + path)
+            prompt_lengths.append(view.prompt_lengths[r])
+    return histories, prompt_lengths
+
+
+def pad_histories(histories: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad histories: LongTensor ``[n, T]`` and its validity mask ``[n, T]``."""
+    width = max((len(h) for h in histories), default=0)
+    ids = torch.zeros((len(histories), max(width, 1)), dtype=torch.long)
+    mask = torch.zeros_like(ids, dtype=torch.bool)
+    for i, history in enumerate(histories):
+        if history:
+            ids[i, : len(history)] = torch.tensor(history, dtype=torch.long)
+            mask[i, : len(history)] = True
+    return ids, mask
+
+
+class PenaltiesProcessor(LogitsProcessor):
+    """Repetition (CTRL), presence and frequency penalties, exact on draft trees.
+
+    The repetition penalty counts prompt and generated tokens; presence and frequency
+    penalties count generated tokens only (vLLM's convention). At a draft node the
+    history includes the node's draft ancestors, so speculative strategies stay lossless.
+
+    Parameters
+    ----------
+    repetition_penalty : float
+        ``> 0``; 1 is off.
+    presence_penalty, frequency_penalty : float
+        0 is off.
+    """
+
+    name = "penalties"
+
+    def __init__(
+        self,
+        repetition_penalty: float = 1.0,
+        presence_penalty: float = 0.0,
+        frequency_penalty: float = 0.0,
+    ) -> None:
+        if repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {repetition_penalty}")
+        self.repetition_penalty = repetition_penalty
+        self.presence_penalty = presence_penalty
+        self.frequency_penalty = frequency_penalty
+
+    @classmethod
+    def from_params(cls, params: SamplingParams) -> PenaltiesProcessor:
+        """The penalties of a strategy's sampling settings."""
+        return cls(params.repetition_penalty, params.presence_penalty, params.frequency_penalty)
+
+    def __call__(
+        self, logits: torch.Tensor, view: DecodeView, draft: DraftTree | None
+    ) -> torch.Tensor:
+        """Penalize ``logits [rows, 1 + N, V]`` by each node's history."""
+        rows, nodes, vocab = logits.shape
+        histories, prompt_lengths = node_histories(view, draft)
+        ids, mask = pad_histories(histories)
+        out = kernels.penalties(
+            logits.reshape(rows * nodes, vocab),
+            ids.to(logits.device),
+            repetition_penalty=self.repetition_penalty,
+            presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty,
+            history_mask=mask.to(logits.device),
+            prompt_lengths=torch.tensor(prompt_lengths, device=logits.device),
+        )
+        return out.view(rows, nodes, vocab)
+
+
+@hookimpl
+def register_samplers(register: Callable[[type[LogitsProcessor]], None]) -> None:
+    """Register the ``penalties`` processor."""
+    register(PenaltiesProcessor)
+
+
+__all__ = ["PenaltiesProcessor", "node_histories", "pad_histories"]

@@ -1,0 +1,332 @@
+"""The component contracts of the decode step: drafters, verifiers, processors, caches, constraints.
+
+Plugins register *factories* for these components through the registration hooks of
+:mod:`decodekit.hookspecs`; a strategy combines instances into a
+:class:`~decodekit.Pipeline`. Each contract is a small abstract class, so a plugin's
+mistakes surface when it is instantiated, not in the middle of a generation.
+
+Shapes use ``rows`` (rows of the current batch: prompts, or beams of them), ``N`` (draft
+nodes per row), ``V`` (vocabulary size) and ``H`` (hidden size).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+
+if TYPE_CHECKING:
+    from decodekit.model import LanguageModel
+
+__all__ = [
+    "CachePolicy",
+    "CompiledConstraint",
+    "ComponentFactory",
+    "ConstraintFactory",
+    "DecodeView",
+    "DraftTree",
+    "Drafter",
+    "LogitsProcessor",
+    "Selection",
+    "StepOutput",
+    "Verifier",
+]
+
+#: A registered component factory: a class (or callable) with a ``name`` attribute.
+ComponentFactory = Any
+
+
+@dataclass(frozen=True)
+class DraftTree:
+    """A token tree per row, proposed by a drafter for one step.
+
+    A chain is a tree with one branch; the top-k candidates of contrastive search are k
+    siblings of depth 1. Nodes are in topological order (a parent before its children).
+
+    Attributes
+    ----------
+    tokens : LongTensor ``[rows, N]``
+        The proposed token of every node; ``-1`` marks padding (rows with fewer nodes).
+    parents : LongTensor ``[rows, N]``
+        Index of each node's parent within the row, ``-1`` for a child of the root (the
+        last committed token). Padding nodes have parent ``-1``.
+    proposals : FloatTensor ``[rows, N, V]`` or None
+        For every node, the exact distribution (float32) the drafter sampled it from,
+        i.e. its proposal at the parent. ``None`` declares the drafter deterministic:
+        every proposal is one-hot on the node's token.
+    """
+
+    tokens: torch.Tensor
+    parents: torch.Tensor
+    proposals: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.tokens.ndim != 2 or self.tokens.shape != self.parents.shape:
+            raise ValueError(
+                "DraftTree.tokens and .parents must both have shape [rows, N]; got "
+                f"{tuple(self.tokens.shape)} and {tuple(self.parents.shape)}"
+            )
+        if self.proposals is not None and (
+            self.proposals.ndim != 3 or self.proposals.shape[:2] != self.tokens.shape
+        ):
+            raise ValueError(
+                "DraftTree.proposals must have shape [rows, N, V]; got "
+                f"{tuple(self.proposals.shape)} for tokens {tuple(self.tokens.shape)}"
+            )
+        below = self.parents >= torch.arange(self.parents.shape[1]).unsqueeze(0)
+        if bool(below.any()):
+            raise ValueError("DraftTree nodes must be in topological order (parent < node)")
+
+    @property
+    def rows(self) -> int:
+        """Number of rows."""
+        return int(self.tokens.shape[0])
+
+    @property
+    def num_nodes(self) -> int:
+        """Nodes per row, padding included (``N``)."""
+        return int(self.tokens.shape[1])
+
+    @property
+    def deterministic(self) -> bool:
+        """Whether every proposal is one-hot on the node's token."""
+        return self.proposals is None
+
+    def depths(self) -> torch.Tensor:
+        """Depth of every node, 1 for children of the root: LongTensor ``[rows, N]``."""
+        depth = torch.zeros_like(self.parents)
+        for node in range(self.num_nodes):
+            parent = self.parents[:, node]
+            parent_depth = depth.gather(1, parent.clamp(min=0).unsqueeze(1)).squeeze(1)
+            depth[:, node] = torch.where(parent >= 0, parent_depth + 1, 1)
+        return depth
+
+    def is_chain(self) -> bool:
+        """Whether every row's nodes form one chain (node i's parent is node i-1)."""
+        expected = torch.arange(-1, self.num_nodes - 1).unsqueeze(0)
+        valid = self.tokens >= 0
+        return bool(((self.parents == expected) | ~valid).all())
+
+    @classmethod
+    def chain(cls, tokens: torch.Tensor, proposals: torch.Tensor | None = None) -> DraftTree:
+        """Build a chain draft from tokens ``[rows, K]`` (``-1`` pads shorter rows)."""
+        rows, k = tokens.shape
+        parents = torch.arange(-1, k - 1).unsqueeze(0).expand(rows, k).clone()
+        parents = torch.where(tokens >= 0, parents, torch.full_like(parents, -1))
+        return cls(tokens=tokens, parents=parents, proposals=proposals)
+
+
+@dataclass
+class DecodeView:
+    """What components see of the decode state at the start of a step (read-only).
+
+    Attributes
+    ----------
+    sequences : list of list of int
+        Per row, every committed token: the prompt followed by the generated tokens.
+    prompt_lengths : list of int
+        Per row, the number of prompt tokens at the start of ``sequences``.
+    generators : list of torch.Generator
+        Per row, the random generator seeded from the config's seed. Components that
+        draw randomness must use these, in row order, so results are reproducible.
+    model : LanguageModel
+        The target model (drafters that run a model of their own keep it themselves).
+    step : int
+        Index of the step, 0 for the step that also processes the prompt.
+    row_ids : list of int
+        Per current row, its index among the call's rows (rows leave the batch when
+        they finish).
+    """
+
+    sequences: list[list[int]]
+    prompt_lengths: list[int]
+    generators: list[torch.Generator]
+    model: LanguageModel
+    step: int
+    row_ids: list[int]
+
+
+@dataclass
+class StepOutput:
+    """The target model's results for one step, after processing.
+
+    Attributes
+    ----------
+    logits : FloatTensor ``[rows, 1 + N, V]``
+        float32 logits after constraints and processors; index 0 is the distribution
+        after the last committed token, index ``i + 1`` the one after draft node ``i``.
+    hidden_states : FloatTensor ``[rows, 1 + N, H]`` or None
+        The last layer's hidden states at the same positions, when a component asked
+        for them (:attr:`Pipeline.needs_hidden_states`).
+    raw_logits : FloatTensor ``[rows, 1 + N, V]``
+        float32 logits as the model produced them, before constraints and processors.
+    """
+
+    logits: torch.Tensor
+    hidden_states: torch.Tensor | None
+    raw_logits: torch.Tensor
+
+
+@dataclass
+class Selection:
+    """What a verifier commits for one step.
+
+    Attributes
+    ----------
+    tokens : list of list of int
+        Per row, the new committed tokens in order: accepted draft tokens, then the
+        token sampled at the end (the correction or bonus token).
+    kept_nodes : list of list of int
+        Per row, the draft nodes whose cache entries stay: the accepted path, root side
+        first. Every token in ``tokens`` but the last belongs to a kept node.
+    accepted_draft : list of int
+        Per row, how many draft tokens were accepted (``len(kept_nodes[r])``).
+    row_sources : LongTensor ``[rows]`` or None
+        For beam-style verifiers: row ``r`` of the new batch continues row
+        ``row_sources[r]`` of the old one (cache, history and constraint state are
+        reordered before the tokens are appended). ``None`` keeps rows in place.
+    scores : FloatTensor ``[rows]`` or None
+        Optional per-row scores (for example beam log-probabilities), reported with the
+        results.
+    """
+
+    tokens: list[list[int]]
+    kept_nodes: list[list[int]]
+    accepted_draft: list[int]
+    row_sources: torch.Tensor | None = None
+    scores: torch.Tensor | None = None
+
+    @classmethod
+    def single(cls, tokens: Sequence[int]) -> Selection:
+        """One new token per row, no draft."""
+        return cls(
+            tokens=[[int(t)] for t in tokens],
+            kept_nodes=[[] for _ in tokens],
+            accepted_draft=[0] * len(tokens),
+        )
+
+
+class Drafter(ABC):
+    """Proposes a token tree per row each step.
+
+    Subclasses set ``name`` and ``deterministic`` and implement :meth:`draft`. A
+    deterministic drafter returns drafts with ``proposals=None``; a sampling drafter
+    returns, for every node, the exact float32 distribution it sampled the node from.
+    """
+
+    name: ClassVar[str]
+    #: Whether every draft this drafter makes has one-hot proposals.
+    deterministic: ClassVar[bool] = True
+
+    @abstractmethod
+    def draft(self, view: DecodeView) -> DraftTree | None:
+        """Propose a tree per row, or None for an ordinary one-token step."""
+
+    def observe(self, view: DecodeView, draft: DraftTree | None, selection: Selection) -> None:  # noqa: B027
+        """Learn from the step's outcome (adaptive lengths, adjacency tables). Optional."""
+
+    def select_rows(self, rows: torch.Tensor) -> None:  # noqa: B027
+        """Keep (and reorder) per-row state: new row ``r`` is old row ``rows[r]``. Optional."""
+
+
+class Verifier(ABC):
+    """Decides what a step commits, from the processed target logits and the draft."""
+
+    name: ClassVar[str]
+    #: True only if committed tokens follow exactly the target distribution for any draft.
+    lossless: ClassVar[bool] = False
+    #: True if, under greedy settings, the tokens equal plain greedy decoding.
+    greedy_equivalent: ClassVar[bool] = False
+
+    @abstractmethod
+    def select(self, view: DecodeView, output: StepOutput, draft: DraftTree | None) -> Selection:
+        """Choose the committed tokens for every row of this step."""
+
+    def select_rows(self, rows: torch.Tensor) -> None:  # noqa: B027
+        """Keep (and reorder) per-row state: new row ``r`` is old row ``rows[r]``. Optional."""
+
+
+class LogitsProcessor(ABC):
+    """Maps logits ``[rows, nodes, V]`` to logits of the same shape.
+
+    ``nodes`` is ``1 + N``: the root and every draft node. ``histories`` gives, per row
+    and node, the tokens that precede that node (committed tokens plus the node's draft
+    ancestors), so that history-dependent processors stay exact on draft trees.
+    """
+
+    name: ClassVar[str]
+    #: True if the processor never changes which token has the largest logit.
+    argmax_invariant: ClassVar[bool] = False
+
+    @abstractmethod
+    def __call__(
+        self,
+        logits: torch.Tensor,
+        view: DecodeView,
+        draft: DraftTree | None,
+    ) -> torch.Tensor:
+        """Return processed logits ``[rows, nodes, V]`` (may modify ``logits`` in place)."""
+
+    def select_rows(self, rows: torch.Tensor) -> None:  # noqa: B027
+        """Keep (and reorder) per-row state: new row ``r`` is old row ``rows[r]``. Optional."""
+
+
+class CachePolicy(ABC):
+    """Decides which KV-cache slots a row keeps after each step."""
+
+    name: ClassVar[str]
+    #: True if the policy never evicts anything (results equal the full cache's).
+    exact: ClassVar[bool] = False
+
+    @abstractmethod
+    def evict(self, valid: torch.Tensor, positions: torch.Tensor) -> torch.Tensor | None:
+        """Return a bool mask ``[rows, S]`` of slots to evict, or None to keep all.
+
+        Parameters
+        ----------
+        valid : BoolTensor ``[rows, S]``
+            Which cache slots currently hold a committed token.
+        positions : LongTensor ``[rows, S]``
+            The sequence position of every slot (undefined where not valid).
+        """
+
+
+class CompiledConstraint(ABC):
+    """A constraint compiled for one tokenizer; holds per-row matcher state."""
+
+    @abstractmethod
+    def start(self, rows: int) -> None:
+        """Create matcher state for ``rows`` rows, each at the start of the output."""
+
+    @abstractmethod
+    def fill_bitmask(self, bitmask: torch.Tensor, draft: DraftTree | None) -> None:
+        """Fill ``int32[rows, 1 + N, ceil(V/32)]``: allowed tokens at the root and each node.
+
+        Bit ``j`` of word ``w`` allows token ``32 * w + j``. Nodes whose path is already
+        invalid may be filled with any mask; they will not be accepted.
+        """
+
+    @abstractmethod
+    def advance(self, row: int, tokens: Sequence[int]) -> None:
+        """Consume committed tokens for one row."""
+
+    @abstractmethod
+    def is_finished(self, row: int) -> bool:
+        """Whether the row's output is complete (the matcher accepts and allows only EOS)."""
+
+    @abstractmethod
+    def select_rows(self, rows: torch.Tensor) -> None:
+        """Keep, fork and reorder matcher state: new row ``r`` is old row ``rows[r]``."""
+
+
+class ConstraintFactory(ABC):
+    """Compiles one type of constraint (named by ``name``, e.g. ``"json_schema"``)."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def compile(self, spec: dict[str, Any], tokenizer: Any) -> CompiledConstraint:
+        """Compile ``spec`` for ``tokenizer``; raise ConstraintError naming what fails."""

@@ -1,0 +1,312 @@
+"""Typed, validated configuration: strategy parameters and whole generation configs.
+
+A generation config names a strategy, carries that strategy's parameters and the
+settings every strategy shares (token limit, stop strings, seed, constraint). It
+validates in one step against a pydantic model built for the chosen strategy, so an
+error names the exact field path::
+
+    >>> from decodekit.config import validate_config
+    >>> validate_config({"strategy": "sample", "params": {"temperature": 0.7}}).params
+    SampleParams(temperature=0.7, top_k=0, top_p=1.0, ...)
+
+Configs load from TOML, YAML or JSON files with :func:`load_config_file`.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from decodekit.errors import ConfigError, UnknownComponentError
+
+if TYPE_CHECKING:
+    from decodekit.strategy import Strategy
+
+__all__ = [
+    "ConstraintSpec",
+    "FileConfig",
+    "GenerationConfig",
+    "ModelSettings",
+    "SamplingParams",
+    "StrategyParams",
+    "format_validation_error",
+    "generation_config_schema",
+    "load_config_file",
+    "validate_config",
+]
+
+
+class StrategyParams(BaseModel):
+    """Base class of every strategy's parameter model: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SamplingParams(StrategyParams):
+    """The usual sampling settings; strategies that sample subclass this model.
+
+    Warpers apply in Hugging Face's order: temperature, top-k, top-p, min-p, typical-p.
+    Penalties apply to the logits first, following vLLM: the repetition penalty counts
+    prompt and generated tokens, presence and frequency penalties generated tokens only.
+    """
+
+    temperature: float = Field(1.0, ge=0.0, description="Softmax temperature; 0 means argmax.")
+    top_k: int = Field(0, ge=0, description="Keep the k most likely tokens; 0 turns it off.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus: smallest set with this mass.")
+    min_p: float = Field(0.0, ge=0.0, lt=1.0, description="Keep tokens with p >= min_p * p_max.")
+    typical_p: float = Field(1.0, gt=0.0, le=1.0, description="Locally typical sampling mass.")
+    repetition_penalty: float = Field(
+        1.0, gt=0.0, description="CTRL penalty on tokens seen in prompt or output; 1 is off."
+    )
+    presence_penalty: float = Field(
+        0.0, ge=-2.0, le=2.0, description="Subtracted once from every token already generated."
+    )
+    frequency_penalty: float = Field(
+        0.0, ge=-2.0, le=2.0, description="Subtracted per occurrence in the generated tokens."
+    )
+
+    @property
+    def is_greedy(self) -> bool:
+        """Whether these settings reduce to argmax decoding."""
+        return self.temperature == 0.0 or self.top_k == 1
+
+    @property
+    def has_penalties(self) -> bool:
+        """Whether any history-dependent penalty is active."""
+        return (
+            self.repetition_penalty != 1.0
+            or self.presence_penalty != 0.0
+            or self.frequency_penalty != 0.0
+        )
+
+
+class ConstraintSpec(BaseModel):
+    """A constraint on the output, compiled by the constraint factory named by ``type``.
+
+    The other fields belong to that constraint type (for example ``schema`` for
+    ``json_schema``) and are validated by its factory.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: str = Field(description="Registered constraint type, e.g. 'json_schema' or 'regex'.")
+
+
+class GenerationConfig(BaseModel):
+    """One generation: strategy, its parameters and the settings all strategies share."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    strategy: str = Field("greedy", description="Name of an installed strategy.")
+    params: StrategyParams = Field(
+        default_factory=StrategyParams, description="The strategy's parameters."
+    )
+    max_new_tokens: int = Field(128, ge=1, description="Most new tokens per row.")
+    stop: list[str] = Field(
+        default_factory=list, description="Stop strings; the text ends before the first one."
+    )
+    seed: int | list[int] | None = Field(
+        None,
+        description=(
+            "Random seed. An int seeds row i with seed + i; a list gives one seed per row; "
+            "None draws a fresh seed."
+        ),
+    )
+    constraint: ConstraintSpec | None = Field(None, description="Constraint on the output.")
+    processors: list[str] = Field(
+        default_factory=list,
+        description="Extra registered logits processors, applied before the strategy's.",
+    )
+    cache: str = Field("full", description="Name of a registered KV-cache policy.")
+
+
+class ModelSettings(BaseModel):
+    """Which model to load, as given in a config file's ``[model]`` table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str | None = Field(None, description="Local Hugging Face model directory.")
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    raw: bool = Field(False, description="Skip the chat template.")
+
+
+class FileConfig(BaseModel):
+    """A config file: the generation config plus an optional ``[model]`` table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    generation: GenerationConfig
+    model: ModelSettings = Field(default_factory=ModelSettings)
+
+
+def format_validation_error(error: ValidationError, prefix: str = "") -> str:
+    """Render a pydantic error as one line per problem: ``field.path: reason (got X)``."""
+    lines = []
+    for item in error.errors():
+        path = ".".join(str(part) for part in item["loc"] if part != "__root__")
+        path = f"{prefix}{path}" if path else (prefix.rstrip(".") or "config")
+        got = item.get("input")
+        shown = "" if isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"{path}: {item['msg']}{shown}")
+    return "\n".join(lines)
+
+
+@cache
+def _config_model_for(strategy: Strategy) -> type[GenerationConfig]:
+    """The GenerationConfig model specialised to one strategy's name and parameters."""
+    model: type[GenerationConfig] = create_model(  # type: ignore[call-overload]
+        f"GenerationConfig_{strategy.name}",
+        __base__=GenerationConfig,
+        strategy=(Literal[strategy.name], Field(description=strategy.summary)),  # type: ignore[valid-type]
+        params=(strategy.params, Field(default_factory=strategy.params)),
+    )
+    return model
+
+
+def validate_config(data: Mapping[str, Any] | GenerationConfig) -> GenerationConfig:
+    """Validate a whole generation config in one step.
+
+    Parameters
+    ----------
+    data : mapping or GenerationConfig
+        ``{"strategy": ..., "params": {...}, "max_new_tokens": ..., ...}``.
+
+    Returns
+    -------
+    GenerationConfig
+        With ``params`` an instance of the strategy's parameter model.
+
+    Raises
+    ------
+    UnknownComponentError
+        The strategy is not installed (the message lists installed strategies).
+    ConfigError
+        A value is invalid (the message names the field path and the reason).
+    """
+    from decodekit.plugins import get_registry
+
+    if isinstance(data, GenerationConfig):
+        data = data.model_dump()
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config: expected a mapping, got {type(data).__name__}")
+    data = dict(data)
+    name = data.get("strategy", "greedy")
+    if not isinstance(name, str):
+        raise ConfigError(f"strategy: expected a strategy name, got {name!r}")
+    registry = get_registry()
+    if name not in registry.strategies:
+        raise UnknownComponentError("strategy", name, list(registry.strategies))
+    if isinstance(data.get("params"), BaseModel):
+        data["params"] = data["params"].model_dump()
+    data["strategy"] = name
+    try:
+        return _config_model_for(registry.strategies[name].strategy).model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError("Invalid config:\n" + format_validation_error(exc)) from None
+
+
+def _parse_file(path: Path) -> Any:
+    """Parse a TOML/YAML/JSON file; syntax errors name the file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"Config file not found: {path}") from None
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            line = getattr(exc, "lineno", None)
+            where = f"{path}:{line}" if line else str(path)
+            raise ConfigError(f"{where}: TOML syntax error: {exc.msg}") from None
+    if suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ConfigError(f"{where}: YAML syntax error: {problem}") from None
+    if suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}:{exc.lineno}: JSON syntax error: {exc.msg}") from None
+    raise ConfigError(f"{path}: unsupported config format {suffix!r}; use .toml, .yaml or .json")
+
+
+def load_config_file(path: str | Path) -> FileConfig:
+    """Load and validate a config file (TOML, YAML or JSON).
+
+    The file holds the generation config at its top level, plus an optional ``model``
+    table (``path``, ``dtype``, ``raw``)::
+
+        strategy = "sample"
+        max_new_tokens = 64
+        seed = 0
+
+        [params]
+        temperature = 0.7
+        top_p = 0.9
+
+        [model]
+        dtype = "bfloat16"
+
+    Raises
+    ------
+    ConfigError
+        The file is missing, has a syntax error (the message gives its line) or an
+        invalid value (the message gives the field path).
+    """
+    path = Path(path)
+    data = _parse_file(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a table of settings at the top level")
+    model_data = data.pop("model", {})
+    try:
+        model = ModelSettings.model_validate(model_data)
+    except ValidationError as exc:
+        raise ConfigError(
+            f"{path}: invalid config:\n" + format_validation_error(exc, "model.")
+        ) from None
+    try:
+        generation = validate_config(data)
+    except UnknownComponentError:
+        raise
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return FileConfig(generation=generation, model=model)
+
+
+def generation_config_schema(strategy: str | None = None) -> dict[str, Any]:
+    """JSON Schema of the generation config, for one strategy or for all installed ones.
+
+    Without a strategy the schema is a ``oneOf`` over the installed strategies,
+    discriminated by the ``strategy`` field.
+    """
+    from decodekit.plugins import get_registry
+
+    registry = get_registry()
+    if strategy is not None:
+        if strategy not in registry.strategies:
+            raise UnknownComponentError("strategy", strategy, list(registry.strategies))
+        return _config_model_for(registry.strategies[strategy].strategy).model_json_schema()
+    from pydantic import TypeAdapter
+
+    models = tuple(_config_model_for(entry.strategy) for entry in registry.strategies.values())
+    from typing import Annotated, Union
+
+    union = Annotated[Union[models], Field(discriminator="strategy")]  # type: ignore[valid-type]  # noqa: UP007
+    schema: dict[str, Any] = TypeAdapter(union).json_schema()
+    schema["title"] = "GenerationConfig"
+    return schema

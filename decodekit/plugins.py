@@ -1,0 +1,314 @@
+"""The plugin manager: loads plugins and collects what they register.
+
+decodekit has one :class:`pluggy.PluginManager` named ``"decodekit"``. Built-in
+strategies register through it exactly like external plugins, which are discovered from
+the ``decodekit`` entry-point group. Environment variables control loading:
+
+``DECODEKIT_PLUGINS``
+    Comma-separated allow-list of entry-point names to load (empty: load none).
+``DECODEKIT_DISABLE_PLUGINS``
+    Comma-separated block-list of plugin names (entry points or built-ins).
+``DECODEKIT_TRACE``
+    When set to a non-empty value other than ``0``, every hook call is logged to the
+    ``decodekit.plugins`` logger (and to stderr when logging is not configured).
+
+A plugin that raises while importing or registering produces a warning naming it; the
+other plugins still load.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+import os
+import sys
+import threading
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from decodekit import hookspecs
+from decodekit.errors import PluginConflictError, UnknownComponentError
+from decodekit.strategy import Strategy
+
+__all__ = [
+    "DEFAULT_PLUGINS",
+    "ENTRY_POINT_GROUP",
+    "PluginInfo",
+    "Registered",
+    "Registry",
+    "get_plugins",
+    "get_registry",
+    "load_plugins",
+    "pm",
+    "reset",
+]
+
+logger = logging.getLogger("decodekit.plugins")
+
+ENTRY_POINT_GROUP = "decodekit"
+
+#: Built-in plugins, registered through the same path as external ones.
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "decodekit.builtin.greedy",
+    "decodekit.builtin.sample",
+    "decodekit.builtin.processors",
+    "decodekit.builtin.caches",
+    "decodekit.builtin.runner",
+)
+
+#: Registration hooks and the registry family each one fills.
+FAMILIES: dict[str, str] = {
+    "register_strategies": "strategies",
+    "register_drafters": "drafters",
+    "register_verifiers": "verifiers",
+    "register_samplers": "samplers",
+    "register_caches": "caches",
+    "register_constraints": "constraints",
+}
+
+pm = pluggy.PluginManager("decodekit")
+pm.add_hookspecs(hookspecs)
+
+_lock = threading.RLock()
+_loaded = False
+_registry: Registry | None = None
+_undo_tracing: Callable[[], None] | None = None
+
+
+class PluginLoadWarning(UserWarning):
+    """A plugin failed to import or register; the other plugins still loaded."""
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A registered component or strategy, with the plugin that registered it."""
+
+    name: str
+    plugin: str
+    obj: Any
+
+    @property
+    def strategy(self) -> Strategy:
+        """The object as a :class:`Strategy` (for the ``strategies`` family)."""
+        assert isinstance(self.obj, Strategy)
+        return self.obj
+
+
+@dataclass
+class Registry:
+    """Everything plugins registered, by family and name."""
+
+    strategies: dict[str, Registered] = field(default_factory=dict)
+    drafters: dict[str, Registered] = field(default_factory=dict)
+    verifiers: dict[str, Registered] = field(default_factory=dict)
+    samplers: dict[str, Registered] = field(default_factory=dict)
+    caches: dict[str, Registered] = field(default_factory=dict)
+    constraints: dict[str, Registered] = field(default_factory=dict)
+
+    def get(self, family: str, name: str) -> Any:
+        """Return the registered object of ``family`` (e.g. ``"drafters"``) named ``name``.
+
+        Raises
+        ------
+        UnknownComponentError
+            Nothing of that family is registered under ``name``; lists what is.
+        """
+        table: dict[str, Registered] = getattr(self, family)
+        if name not in table:
+            raise UnknownComponentError(family.rstrip("s"), name, list(table))
+        return table[name].obj
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """A loaded plugin: its name, version and the hooks it implements."""
+
+    name: str
+    version: str | None
+    hooks: tuple[str, ...]
+    builtin: bool
+
+
+def _env_list(name: str) -> list[str] | None:
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _warn_failed(name: str, what: str, exc: BaseException) -> None:
+    message = f"Failed to {what} decodekit plugin {name!r}: {type(exc).__name__}: {exc}"
+    logger.warning(message)
+    warnings.warn(message, PluginLoadWarning, stacklevel=3)
+
+
+def _register_module(module_name: str, plugin_name: str) -> None:
+    if pm.has_plugin(plugin_name) or pm.is_blocked(plugin_name):
+        return
+    module = importlib.import_module(module_name)
+    pm.register(module, name=plugin_name)
+
+
+def _entry_points() -> Iterable[importlib.metadata.EntryPoint]:
+    return importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+
+
+def _enable_tracing() -> None:
+    global _undo_tracing
+    if _undo_tracing is not None:
+        return
+
+    def before(hook_name: str, impls: list[Any], kwargs: dict[str, Any]) -> None:
+        names = ", ".join(impl.plugin_name for impl in impls)
+        line = f"decodekit hook {hook_name}({', '.join(kwargs)}) -> [{names}]"
+        logger.info(line)
+        if not logging.getLogger().handlers and not logger.handlers:
+            print(line, file=sys.stderr)
+
+    def after(outcome: Any, hook_name: str, impls: list[Any], kwargs: dict[str, Any]) -> None:
+        if outcome.exception is not None:
+            logger.info("decodekit hook %s raised %r", hook_name, outcome.exception)
+
+    _undo_tracing = pm.add_hookcall_monitoring(before, after)
+
+
+def load_plugins() -> None:
+    """Load built-in and installed plugins once (later calls do nothing).
+
+    Honors ``DECODEKIT_PLUGINS``, ``DECODEKIT_DISABLE_PLUGINS`` and ``DECODEKIT_TRACE``.
+    A plugin that fails to import produces a :class:`PluginLoadWarning` naming it.
+    """
+    global _loaded
+    with _lock:
+        if _loaded:
+            return
+        _loaded = True
+        trace = os.environ.get("DECODEKIT_TRACE", "")
+        if trace and trace != "0":
+            _enable_tracing()
+        for name in _env_list("DECODEKIT_DISABLE_PLUGINS") or []:
+            pm.set_blocked(name)
+        for module_name in DEFAULT_PLUGINS:
+            _register_module(module_name, module_name)
+        allowed = _env_list("DECODEKIT_PLUGINS")
+        for entry_point in _entry_points():
+            if allowed is not None and entry_point.name not in allowed:
+                continue
+            if pm.has_plugin(entry_point.name) or pm.is_blocked(entry_point.name):
+                continue
+            try:
+                plugin = entry_point.load()
+                pm.register(plugin, name=entry_point.name)
+            except Exception as exc:  # a broken plugin must not break the others
+                _warn_failed(entry_point.name, "load", exc)
+                continue
+            if entry_point.dist is not None:
+                pm._plugin_distinfo.append((plugin, entry_point.dist))  # type: ignore[arg-type]
+        pm.check_pending()
+
+
+def _collect(hook_name: str, registry: Registry) -> None:
+    table: dict[str, Registered] = getattr(registry, FAMILIES[hook_name])
+    caller = getattr(pm.hook, hook_name)
+    for impl in caller.get_hookimpls():
+        plugin_name = impl.plugin_name
+        others = [p for p in pm.get_plugins() if p is not impl.plugin]
+        added: list[Registered] = []
+
+        def register(
+            obj: Any, _plugin: str = plugin_name, _added: list[Registered] = added
+        ) -> None:
+            name = getattr(obj, "name", None)
+            if not isinstance(name, str) or not name:
+                raise TypeError(
+                    f"{hook_name}: registered object {obj!r} has no 'name' attribute"
+                )
+            _added.append(Registered(name=name, plugin=_plugin, obj=obj))
+
+        try:
+            pm.subset_hook_caller(hook_name, remove_plugins=others)(register=register)
+        except Exception as exc:
+            _warn_failed(plugin_name, f"run {hook_name} of", exc)
+            continue
+        for entry in added:
+            if entry.name in table and table[entry.name].plugin != entry.plugin:
+                family = FAMILIES[hook_name].rstrip("s")
+                raise PluginConflictError(
+                    f"{family} {entry.name!r} is registered by both plugin "
+                    f"{table[entry.name].plugin!r} and plugin {entry.plugin!r}; "
+                    "disable one with DECODEKIT_DISABLE_PLUGINS"
+                )
+            table[entry.name] = entry
+
+
+def get_registry() -> Registry:
+    """Return every registered strategy and component, loading plugins first.
+
+    Raises
+    ------
+    PluginConflictError
+        Two plugins registered the same name in one family; the message names both.
+    """
+    global _registry
+    with _lock:
+        load_plugins()
+        if _registry is None:
+            registry = Registry()
+            for hook_name in FAMILIES:
+                _collect(hook_name, registry)
+            _registry = registry
+        return _registry
+
+
+def get_strategy(name: str) -> Strategy:
+    """Return the installed strategy ``name`` or raise an error listing installed ones."""
+    registry = get_registry()
+    if name not in registry.strategies:
+        raise UnknownComponentError("strategy", name, list(registry.strategies))
+    return registry.strategies[name].strategy
+
+
+def get_plugins() -> list[PluginInfo]:
+    """List loaded plugins with their versions and the hooks they implement."""
+    load_plugins()
+    versions: dict[int, str] = {
+        id(plugin): dist.version for plugin, dist in pm.list_plugin_distinfo()
+    }
+    core_version = _core_version()
+    infos = []
+    for name, plugin in pm.list_name_plugin():
+        if plugin is None:
+            continue
+        hooks = tuple(sorted(caller.name for caller in pm.get_hookcallers(plugin) or []))
+        builtin = name in DEFAULT_PLUGINS
+        version = core_version if builtin else versions.get(id(plugin))
+        infos.append(PluginInfo(name=name, version=version, hooks=hooks, builtin=builtin))
+    return sorted(infos, key=lambda info: (not info.builtin, info.name))
+
+
+def _core_version() -> str | None:
+    try:
+        return importlib.metadata.version("decodekit")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def reset() -> None:
+    """Unregister every plugin and forget the registry (tests use it to reload)."""
+    global _loaded, _registry, _undo_tracing
+    with _lock:
+        for name, plugin in list(pm.list_name_plugin()):
+            if plugin is not None:
+                pm.unregister(plugin, name=name)
+        pm._name2plugin.clear()  # also forget blocked names
+        pm._plugin_distinfo.clear()
+        if _undo_tracing is not None:
+            _undo_tracing()
+            _undo_tracing = None
+        _loaded = False
+        _registry = None

@@ -1,0 +1,122 @@
+"""Warping and sampling: from processed logits to a distribution, and to a token.
+
+:class:`Warper` holds the warper settings (temperature, top-k, top-p, min-p, typical-p)
+and turns logits into the exact truncated, renormalized distribution the target model
+samples from, or draws a token from it with an explicit uniform. The per-step tensor
+work runs in :mod:`decodekit_kernels`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import decodekit_kernels as kernels
+import torch
+
+from decodekit.config import SamplingParams
+
+__all__ = ["Warper", "inverse_cdf", "typical_filter"]
+
+
+def typical_filter(probs: torch.Tensor, mass: float) -> torch.Tensor:
+    """Locally typical filtering (Meister et al. 2022) of a distribution ``[..., V]``.
+
+    Keeps the tokens whose surprisal is closest to the entropy until their mass reaches
+    ``mass`` (at least one token), and renormalizes.
+    """
+    if mass >= 1.0:
+        return probs
+    logp = torch.log(probs.clamp_min(1e-38))
+    entropy = -(probs * torch.where(probs > 0, logp, 0.0)).sum(-1, keepdim=True)
+    distance = torch.where(probs > 0, (-logp - entropy).abs(), torch.inf)
+    order = distance.argsort(dim=-1, stable=True)
+    sorted_probs = probs.gather(-1, order)
+    before = sorted_probs.cumsum(-1) - sorted_probs
+    keep_sorted = (before < mass) & (sorted_probs > 0)
+    keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+    kept = torch.where(keep, probs, 0.0)
+    return kept / kept.sum(-1, keepdim=True)
+
+
+def inverse_cdf(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Draw one token per row of ``probs [rows, V]`` with ``uniforms [rows]`` in [0, 1).
+
+    The token ``t`` with ``cdf[t-1] <= u * total < cdf[t]`` in vocabulary order; tokens
+    of zero probability are never drawn.
+    """
+    cdf = probs.double().cumsum(-1)
+    target = uniforms.double().unsqueeze(-1) * cdf[:, -1:]
+    tokens = torch.searchsorted(cdf, target, right=True).squeeze(-1)
+    return tokens.clamp_(max=probs.shape[-1] - 1)
+
+
+@dataclass(frozen=True)
+class Warper:
+    """Temperature and truncation settings, applied in Hugging Face's order.
+
+    Parameters
+    ----------
+    temperature : float
+        0 means argmax.
+    top_k, top_p, min_p, typical_p
+        As in :class:`~decodekit.config.SamplingParams`; neutral values turn them off.
+    backend : str
+        Kernel backend for :func:`decodekit_kernels.sample`.
+    """
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    min_p: float = 0.0
+    typical_p: float = 1.0
+    backend: str = "auto"
+
+    @classmethod
+    def from_params(cls, params: SamplingParams, backend: str = "auto") -> Warper:
+        """The warper of a strategy's sampling settings."""
+        return cls(
+            temperature=params.temperature,
+            top_k=params.top_k,
+            top_p=params.top_p,
+            min_p=params.min_p,
+            typical_p=params.typical_p,
+            backend=backend,
+        )
+
+    @property
+    def is_greedy(self) -> bool:
+        """Whether the distribution is one-hot on the argmax."""
+        return self.temperature == 0.0 or self.top_k == 1
+
+    def probs(self, logits: torch.Tensor) -> torch.Tensor:
+        """The exact distribution ``[..., V]`` (float32) the settings sample from."""
+        shape = logits.shape
+        flat = logits.reshape(-1, shape[-1])
+        if self.is_greedy:
+            out = torch.zeros(flat.shape, dtype=torch.float32, device=flat.device)
+            out.scatter_(1, flat.argmax(-1, keepdim=True), 1.0)
+            return out.reshape(shape)
+        probs = kernels.probs_after_sampling_params(
+            flat,
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            min_p=self.min_p,
+        )
+        return typical_filter(probs, self.typical_p).reshape(shape)
+
+    def sample(self, logits: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+        """One token per row of ``logits [rows, V]``, drawn with ``uniforms [rows]``."""
+        if self.is_greedy:
+            return logits.argmax(-1)
+        if self.typical_p < 1.0:
+            return inverse_cdf(self.probs(logits), uniforms)
+        return kernels.sample(
+            logits,
+            uniforms,
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            min_p=self.min_p,
+            backend=self.backend,  # type: ignore[arg-type]
+        )

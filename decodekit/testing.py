@@ -1,0 +1,366 @@
+"""Test kit: toy models with exactly known distributions, and distribution checks.
+
+Use it in a plugin's own test suite to prove what a strategy claims:
+
+>>> from decodekit.testing import MarkovModel, exact_sequence_distribution, sample_sequences
+>>> model = MarkovModel.random(vocab_size=4, seed=0)
+>>> exact = exact_sequence_distribution(model, prompt=[0], length=3, temperature=0.8)
+>>> samples = sample_sequences(model, [0], length=3, n=4000, strategy="sample",
+...                            temperature=0.8, seed=1)
+>>> assert_matches_distribution(samples, exact, alpha=1e-4)   # chi-square test
+
+:class:`MarkovModel` is a first-order Markov chain over a small vocabulary that the
+decode loop drives like a real model (token trees, KV-cache operations and all), so the
+exact probability of every output sequence is a product of transition probabilities.
+The reference warpers here are written for clarity (float64, plain loops) and are
+independent of the kernels the strategies use.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from decodekit.model import ForwardResult, KVCache, LanguageModel, SlotCache
+from decodekit.tree import StepBatch
+
+__all__ = [
+    "ChiSquareResult",
+    "MarkovModel",
+    "assert_matches_distribution",
+    "chi_square_test",
+    "exact_sequence_distribution",
+    "reference_penalties",
+    "reference_warp",
+    "sample_sequences",
+    "total_variation",
+]
+
+
+class _NullCache(SlotCache):
+    """Bookkeeping-only cache: a Markov model needs no keys or values."""
+
+
+class MarkovModel(LanguageModel):
+    """A first-order Markov chain over ``V`` tokens, driven like a causal LM.
+
+    The distribution after a token depends only on that token: the logits after token
+    ``t`` are ``log_probs[t]``. Hidden states, on request, are the one-hot rows of the
+    token (so similarity-based strategies can run on it too).
+
+    Parameters
+    ----------
+    log_probs : FloatTensor ``[V, V]``
+        Row ``t`` holds the log transition probabilities after token ``t``.
+    eos_token_id : int or None
+        A token that ends rows, or None for none.
+    context_length : int
+        Reported context length.
+    """
+
+    def __init__(
+        self, log_probs: torch.Tensor, eos_token_id: int | None = None, context_length: int = 4096
+    ) -> None:
+        if log_probs.ndim != 2 or log_probs.shape[0] != log_probs.shape[1]:
+            raise ValueError(f"log_probs must be [V, V], got {tuple(log_probs.shape)}")
+        self.log_probs = torch.log_softmax(log_probs.double(), dim=-1).float()
+        self.vocab_size = int(log_probs.shape[0])
+        self.context_length = context_length
+        self.eos_token_ids = frozenset() if eos_token_id is None else frozenset({eos_token_id})
+        self.device = torch.device("cpu")
+        self.forward_calls = 0
+
+    @classmethod
+    def random(
+        cls, vocab_size: int, seed: int = 0, *, spread: float = 1.5, **kwargs: Any
+    ) -> MarkovModel:
+        """A random chain: logits drawn from N(0, ``spread``²), reproducible by ``seed``."""
+        generator = torch.Generator().manual_seed(seed)
+        logits = torch.randn((vocab_size, vocab_size), generator=generator) * spread
+        return cls(logits, **kwargs)
+
+    def probs(self, token: int) -> torch.Tensor:
+        """Transition probabilities after ``token``: float64 ``[V]``."""
+        return self.log_probs[token].double().exp()
+
+    def new_cache(self, rows: int) -> KVCache:  # noqa: D102
+        return _NullCache(rows, self.device)
+
+    def forward(  # noqa: D102
+        self, step: StepBatch, cache: KVCache, *, hidden_states: bool = False
+    ) -> ForwardResult:
+        assert isinstance(cache, SlotCache)
+        self.forward_calls += 1
+        cache.appended(step.slot_valid)
+        scored = step.tokens[:, step.num_pending - 1 :]  # last pending slot and every node
+        logits = self.log_probs[scored]
+        hidden = None
+        if hidden_states:
+            hidden = torch.nn.functional.one_hot(scored, self.vocab_size).float()
+        return ForwardResult(logits=logits, hidden_states=hidden)
+
+    def encode(self, prompt: str, *, raw: bool = False) -> list[int]:
+        """Prompts are space-separated token ids (``"0 3 1"``)."""
+        return [int(t) for t in prompt.split()]
+
+    def decode(self, token_ids: list[int]) -> str:
+        """Token ids joined by spaces."""
+        return " ".join(str(t) for t in token_ids)
+
+
+# ----------------------------------------------------------------- reference warpers
+
+
+def reference_penalties(
+    logits: Sequence[float],
+    history: Sequence[int],
+    prompt_length: int,
+    *,
+    repetition_penalty: float = 1.0,
+    presence_penalty: float = 0.0,
+    frequency_penalty: float = 0.0,
+) -> list[float]:
+    """Penalized logits, computed plainly.
+
+    CTRL repetition over the whole history; presence and frequency over generated
+    tokens (history positions from ``prompt_length`` on).
+    """
+    out = list(logits)
+    for token in set(history):
+        value = out[token]
+        out[token] = value / repetition_penalty if value > 0 else value * repetition_penalty
+    generated = Counter(history[prompt_length:])
+    for token, count in generated.items():
+        out[token] -= presence_penalty + frequency_penalty * count
+    return out
+
+
+def reference_warp(
+    logits: Sequence[float],
+    *,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    min_p: float = 0.0,
+    typical_p: float = 1.0,
+) -> list[float]:
+    """The distribution sampling settings define, computed plainly in float64.
+
+    Order as in Hugging Face: temperature, top-k, top-p, min-p, typical-p; temperature 0
+    or top-k 1 is argmax (one-hot, lowest index on ties).
+    """
+    values = [float(v) for v in logits]
+    vocab = len(values)
+    if temperature == 0.0 or top_k == 1:
+        best = max(range(vocab), key=lambda i: (values[i], -i))
+        return [1.0 if i == best else 0.0 for i in range(vocab)]
+    scaled = [v / temperature for v in values]
+    keep = [not math.isinf(v) or v > 0 for v in scaled]
+    if 0 < top_k < vocab:
+        kth = sorted(scaled, reverse=True)[top_k - 1]
+        keep = [k and s >= kth for k, s in zip(keep, scaled, strict=True)]
+
+    def normalized(mask: list[bool]) -> list[float]:
+        peak = max(s for s, m in zip(scaled, mask, strict=True) if m)
+        weights = [math.exp(s - peak) if m else 0.0 for s, m in zip(scaled, mask, strict=True)]
+        total = sum(weights)
+        return [w / total for w in weights]
+
+    probs = normalized(keep)
+    if top_p < 1.0:
+        order = sorted(range(vocab), key=lambda i: -probs[i])
+        mass = 0.0
+        for i in order:
+            if probs[i] == 0.0 or mass >= top_p:
+                keep[i] = False
+            mass += probs[i]
+        probs = normalized(keep)
+    if min_p > 0.0:
+        peak = max(probs)
+        keep = [k and p >= min_p * peak for k, p in zip(keep, probs, strict=True)]
+        probs = normalized(keep)
+    if typical_p < 1.0:
+        entropy = -sum(p * math.log(p) for p in probs if p > 0)
+        support = [i for i in range(vocab) if probs[i] > 0]
+        order = sorted(support, key=lambda i: abs(-math.log(probs[i]) - entropy))
+        mass = 0.0
+        chosen = set()
+        for i in order:
+            if mass >= typical_p:
+                break
+            chosen.add(i)
+            mass += probs[i]
+        keep = [i in chosen for i in range(vocab)]
+        probs = normalized(keep)
+    return probs
+
+
+def exact_sequence_distribution(
+    model: MarkovModel,
+    prompt: Sequence[int],
+    length: int,
+    **settings: float,
+) -> dict[tuple[int, ...], float]:
+    """Exact probability of every output of ``length`` tokens under sampling settings.
+
+    ``settings`` are :class:`~decodekit.config.SamplingParams` fields (warpers and
+    penalties). A sequence that hits the model's EOS ends there (shorter key).
+    """
+    penalty_keys = ("repetition_penalty", "presence_penalty", "frequency_penalty")
+    penalties = {k: settings[k] for k in penalty_keys if k in settings}
+    warp = {k: v for k, v in settings.items() if k not in penalty_keys}
+    result: dict[tuple[int, ...], float] = {}
+
+    def extend(sequence: list[int], generated: tuple[int, ...], prob: float) -> None:
+        if len(generated) == length or (generated and generated[-1] in model.eos_token_ids):
+            result[generated] = result.get(generated, 0.0) + prob
+            return
+        logits = model.log_probs[sequence[-1]].double().tolist()
+        if penalties:
+            logits = reference_penalties(logits, sequence, len(prompt), **penalties)
+        probs = reference_warp(logits, **warp)
+        for token, p in enumerate(probs):
+            if p > 0.0:
+                extend([*sequence, token], (*generated, token), prob * p)
+
+    extend(list(prompt), (), 1.0)
+    return result
+
+
+def sample_sequences(
+    model: LanguageModel,
+    prompt: Sequence[int],
+    *,
+    length: int,
+    n: int,
+    strategy: str = "sample",
+    seed: int = 0,
+    batch: int = 2048,
+    **params: Any,
+) -> Counter[tuple[int, ...]]:
+    """Generate ``n`` outputs of up to ``length`` tokens and count them.
+
+    Rows run in batches of ``batch`` identical prompts with seeds ``seed + i``, so every
+    output is an independent draw. Extra keywords are strategy parameters.
+    """
+    from decodekit.engine import Engine
+
+    engine = Engine(model)
+    counts: Counter[tuple[int, ...]] = Counter()
+    done = 0
+    while done < n:
+        rows = min(batch, n - done)
+        completions = engine.generate(
+            [list(prompt)] * rows, strategy=strategy, max_new_tokens=length,
+            seed=seed + done, **params,
+        )
+        for completion in completions:
+            counts[tuple(completion.token_ids)] += 1
+        done += rows
+    return counts
+
+
+# ----------------------------------------------------------------- distribution checks
+
+
+@dataclass(frozen=True)
+class ChiSquareResult:
+    """Outcome of a chi-square goodness-of-fit test.
+
+    Attributes
+    ----------
+    statistic : float
+    dof : int
+        Degrees of freedom (bins after pooling, minus one).
+    p_value : float
+    samples : int
+    impossible : dict
+        Outcomes observed although their exact probability is zero (must be empty).
+    """
+
+    statistic: float
+    dof: int
+    p_value: float
+    samples: int
+    impossible: dict[Any, int]
+
+
+def chi_square_test(
+    observed: Mapping[Any, int], expected: Mapping[Any, float], *, min_expected: float = 5.0
+) -> ChiSquareResult:
+    """Pearson chi-square test of observed counts against exact probabilities.
+
+    Outcomes whose expected count is below ``min_expected`` are pooled into one bin,
+    so the chi-square approximation holds.
+    """
+    from scipy.stats import chi2
+
+    samples = sum(observed.values())
+    impossible = {k: c for k, c in observed.items() if expected.get(k, 0.0) <= 0.0}
+    bins: list[tuple[float, int]] = []
+    pooled_expected, pooled_observed = 0.0, 0
+    for outcome, prob in expected.items():
+        exp_count = prob * samples
+        if exp_count < min_expected:
+            pooled_expected += exp_count
+            pooled_observed += observed.get(outcome, 0)
+        else:
+            bins.append((exp_count, observed.get(outcome, 0)))
+    if pooled_expected > 0:
+        bins.append((pooled_expected, pooled_observed))
+    statistic = sum((o - e) ** 2 / e for e, o in bins if e > 0)
+    dof = max(len(bins) - 1, 1)
+    return ChiSquareResult(
+        statistic=statistic,
+        dof=dof,
+        p_value=float(chi2.sf(statistic, dof)),
+        samples=samples,
+        impossible=impossible,
+    )
+
+
+def total_variation(observed: Mapping[Any, int], expected: Mapping[Any, float]) -> float:
+    """Total-variation distance between empirical frequencies and exact probabilities."""
+    samples = sum(observed.values()) or 1
+    keys = set(observed) | set(expected)
+    return 0.5 * sum(abs(observed.get(k, 0) / samples - expected.get(k, 0.0)) for k in keys)
+
+
+def assert_matches_distribution(
+    observed: Mapping[Any, int], expected: Mapping[Any, float], *, alpha: float = 1e-4
+) -> ChiSquareResult:
+    """Fail unless the counts are consistent with the exact distribution.
+
+    Fails when an outcome of probability zero was observed, or when the chi-square test
+    rejects at significance ``alpha`` (the probability that this check fails for a
+    correct sampler is ``alpha``).
+    """
+    result = chi_square_test(observed, expected)
+    if result.impossible:
+        raise AssertionError(f"outcomes with probability 0 were produced: {result.impossible}")
+    if result.p_value < alpha:
+        worst = sorted(
+            expected.items(),
+            key=lambda kv: -abs(observed.get(kv[0], 0) - kv[1] * result.samples),
+        )[:5]
+        table = "\n".join(
+            f"  {k}: observed {observed.get(k, 0)}, expected {p * result.samples:.1f}"
+            for k, p in worst
+        )
+        raise AssertionError(
+            f"chi-square rejects the target distribution: statistic {result.statistic:.1f}, "
+            f"dof {result.dof}, p = {result.p_value:.2e} < alpha = {alpha} "
+            f"({result.samples} samples); largest deviations:\n{table}"
+        )
+    return result
+
+
+def all_sequences(vocab_size: int, length: int) -> Iterable[tuple[int, ...]]:
+    """Every token sequence of a length (for exhaustive checks on tiny vocabularies)."""
+    return itertools.product(range(vocab_size), repeat=length)

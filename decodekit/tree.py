@@ -1,0 +1,183 @@
+"""One step's model input: pending tokens plus a draft tree, with positions and attention.
+
+Each step feeds the model, per row, the committed tokens that are not yet in the KV cache
+(the *pending* tokens: the whole prompt at the first step, then the last committed token)
+followed by the draft tree's nodes. Pending tokens are left-padded to a common width and
+attend causally; a draft node attends to every pending token, its ancestors and itself,
+at position ``next_position + pending - 1 + depth``. One forward scores them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from decodekit.components import DraftTree
+
+__all__ = ["StepBatch", "build_step", "step_attention_mask"]
+
+#: Token id fed in padding slots; they are masked out, so any valid id works.
+PAD_TOKEN = 0
+
+
+@dataclass(frozen=True)
+class StepBatch:
+    """Model input for one step.
+
+    Attributes
+    ----------
+    tokens : LongTensor ``[rows, P + N]``
+        Pending tokens (left-padded to ``P``) followed by draft nodes.
+    positions : LongTensor ``[rows, P + N]``
+        Sequence position of every slot (0 in padding slots).
+    slot_valid : BoolTensor ``[rows, P + N]``
+        False for padding slots.
+    ancestors : BoolTensor ``[rows, P + N, P + N]`` or None
+        ``ancestors[r, i, j]``: slot ``i`` attends to slot ``j`` of this step. None means
+        plain causal attention over valid slots (no tree, no padding).
+    num_pending : int
+        ``P``, the width of the pending part.
+    num_nodes : int
+        ``N``, the number of draft nodes per row.
+    """
+
+    tokens: torch.Tensor
+    positions: torch.Tensor
+    slot_valid: torch.Tensor
+    ancestors: torch.Tensor | None
+    num_pending: int
+    num_nodes: int
+
+    @property
+    def rows(self) -> int:
+        """Number of rows."""
+        return int(self.tokens.shape[0])
+
+    @property
+    def width(self) -> int:
+        """Slots per row, ``P + N``."""
+        return int(self.tokens.shape[1])
+
+    @property
+    def logits_count(self) -> int:
+        """Positions whose logits the step needs: the last pending slot and every node."""
+        return 1 + self.num_nodes
+
+
+def build_step(
+    pending: Sequence[Sequence[int]],
+    next_positions: Sequence[int],
+    draft: DraftTree | None,
+    device: torch.device | str = "cpu",
+) -> StepBatch:
+    """Assemble one step's input.
+
+    Parameters
+    ----------
+    pending : sequence of sequence of int
+        Per row, the committed tokens not yet in the cache (at least one per row).
+    next_positions : sequence of int
+        Per row, the sequence position of its first pending token.
+    draft : DraftTree or None
+        The drafter's proposal, or None.
+    device : torch.device or str
+        Where to put the tensors.
+
+    Returns
+    -------
+    StepBatch
+    """
+    rows = len(pending)
+    width_p = max(len(p) for p in pending)
+    if min(len(p) for p in pending) < 1:
+        raise ValueError("every row needs at least one pending token")
+    num_nodes = draft.num_nodes if draft is not None else 0
+    tokens = torch.full((rows, width_p + num_nodes), PAD_TOKEN, dtype=torch.long)
+    positions = torch.zeros((rows, width_p + num_nodes), dtype=torch.long)
+    slot_valid = torch.zeros((rows, width_p + num_nodes), dtype=torch.bool)
+    for r, row_tokens in enumerate(pending):
+        count = len(row_tokens)
+        start = width_p - count
+        tokens[r, start:width_p] = torch.tensor(list(row_tokens), dtype=torch.long)
+        positions[r, start:width_p] = torch.arange(
+            next_positions[r], next_positions[r] + count, dtype=torch.long
+        )
+        slot_valid[r, start:width_p] = True
+    padded = bool((~slot_valid[:, :width_p]).any())
+    ancestors = None
+    if draft is not None and num_nodes > 0:
+        node_valid = draft.tokens >= 0
+        tokens[:, width_p:] = torch.where(node_valid, draft.tokens, PAD_TOKEN)
+        last = torch.tensor([next_positions[r] + len(pending[r]) - 1 for r in range(rows)])
+        positions[:, width_p:] = torch.where(
+            node_valid, last.unsqueeze(1) + draft.depths(), torch.zeros_like(draft.tokens)
+        )
+        slot_valid[:, width_p:] = node_valid
+        if padded or not draft.is_chain() or not bool(node_valid.all()):
+            ancestors = _tree_ancestors(slot_valid, width_p, draft)
+    elif padded:
+        ancestors = _tree_ancestors(slot_valid, width_p, None)
+    return StepBatch(
+        tokens=tokens.to(device),
+        positions=positions.to(device),
+        slot_valid=slot_valid.to(device),
+        ancestors=None if ancestors is None else ancestors.to(device),
+        num_pending=width_p,
+        num_nodes=num_nodes,
+    )
+
+
+def _tree_ancestors(
+    slot_valid: torch.Tensor, width_p: int, draft: DraftTree | None
+) -> torch.Tensor:
+    """``[rows, P+N, P+N]`` attention among this step's slots (see :class:`StepBatch`)."""
+    rows, width = slot_valid.shape
+    causal = torch.ones(width_p, width_p, dtype=torch.bool).tril()
+    anc = torch.zeros(rows, width, width, dtype=torch.bool)
+    pending_valid = slot_valid[:, :width_p]
+    anc[:, :width_p, :width_p] = causal & pending_valid.unsqueeze(1)
+    if draft is not None:
+        anc[:, width_p:, :width_p] = pending_valid.unsqueeze(1)
+        for node in range(draft.num_nodes):
+            parent = draft.parents[:, node]
+            has_parent = parent >= 0
+            parent_slot = (width_p + parent.clamp(min=0)).tolist()
+            parent_rows = anc[torch.arange(rows), parent_slot, width_p:]
+            anc[:, width_p + node, width_p:] = parent_rows & has_parent.unsqueeze(1)
+            anc[:, width_p + node, width_p + node] = True
+    # a padding slot attends to itself only, so no query row is fully masked (NaN-free)
+    eye = torch.eye(width, dtype=torch.bool).unsqueeze(0)
+    invalid = ~slot_valid
+    anc = torch.where(invalid.unsqueeze(2), eye, anc & slot_valid.unsqueeze(1))
+    return anc
+
+
+def step_attention_mask(cache_valid: torch.Tensor, step: StepBatch) -> torch.Tensor:
+    """The full attention mask of a step: ``BoolTensor[rows, 1, P+N, S+P+N]``.
+
+    Parameters
+    ----------
+    cache_valid : BoolTensor ``[rows, S]``
+        Which cache slots hold committed tokens.
+    step : StepBatch
+        The step's input.
+
+    Returns
+    -------
+    BoolTensor ``[rows, 1, P+N, S+P+N]``
+        True where a query slot (dim 2) may attend to a key slot (dim 3). Padding query
+        slots attend only to themselves.
+    """
+    rows, width = step.rows, step.width
+    ancestors = step.ancestors
+    if ancestors is None:
+        ancestors = (
+            torch.ones(width, width, dtype=torch.bool, device=step.tokens.device)
+            .tril()
+            .expand(rows, width, width)
+        )
+    cache_part = cache_valid.unsqueeze(1) & step.slot_valid.unsqueeze(2)
+    mask = torch.cat([cache_part.expand(rows, width, cache_valid.shape[1]), ancestors], dim=2)
+    return mask.unsqueeze(1)
