@@ -7,8 +7,9 @@ embedded model). Errors a user can cause print one clear message and exit with s
 
 from __future__ import annotations
 
+import functools
 import json
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +32,20 @@ app.add_typer(model_app, name="model")
 
 err = Console(stderr=True)
 out = Console(highlight=False, soft_wrap=True)
+
+
+def handle_errors(func: Callable[..., None]) -> Callable[..., None]:
+    """Print a :class:`DecodekitError` as one line on stderr and exit with status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            func(*args, **kwargs)
+        except DecodekitError as exc:
+            err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
@@ -63,6 +78,7 @@ def _read_prompts(prompt: str | None, prompts_file: Path | None) -> list[str]:
 
 
 @app.command()
+@handle_errors
 def run(
     prompt: Annotated[str | None, typer.Argument(help="The prompt.")] = None,
     strategy: Annotated[str | None, typer.Option(help="Strategy name.")] = None,
@@ -132,6 +148,7 @@ def run(
 
 
 @app.command()
+@handle_errors
 def strategies(
     json_: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
@@ -166,6 +183,7 @@ def strategies(
 
 
 @app.command()
+@handle_errors
 def plugins(
     json_: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
@@ -189,6 +207,7 @@ def plugins(
 
 
 @app.command("config-schema")
+@handle_errors
 def config_schema(
     strategy: Annotated[str | None, typer.Argument(help="Only this strategy.")] = None,
 ) -> None:
@@ -199,6 +218,7 @@ def config_schema(
 
 
 @model_app.command("prepare")
+@handle_errors
 def model_prepare(
     force: Annotated[bool, typer.Option(help="Convert again.")] = False,
 ) -> None:
@@ -210,11 +230,7 @@ def model_prepare(
 
 def main() -> None:
     """Entry point of the ``decodekit`` command."""
-    try:
-        app()
-    except DecodekitError as exc:
-        err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
-        sys.exit(2)
+    app()
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ __all__ = [
     "Registry",
     "get_plugins",
     "get_registry",
+    "invalidate_registry",
     "load_plugins",
     "pm",
     "reset",
@@ -296,6 +297,16 @@ def _core_version() -> str | None:
         return importlib.metadata.version("decodekit")
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def invalidate_registry() -> None:
+    """Forget the collected registry; the next :func:`get_registry` collects again.
+
+    Call it after registering or unregistering a plugin object at run time.
+    """
+    global _registry
+    with _lock:
+        _registry = None
 
 
 def reset() -> None:

@@ -47,6 +47,14 @@ class BuildContext:
     model: LanguageModel
     registry: Registry
 
+    def kernel_backend(self, op: str) -> str:
+        """The backend for a kernel op: a ``select_kernel_backend`` plugin's, else ``auto``."""
+        from decodekit.plugins import pm
+
+        device = getattr(self.model.device, "type", str(self.model.device))
+        choice = pm.hook.select_kernel_backend(op=op, device=device)
+        return choice or "auto"
+
 
 @dataclass
 class Pipeline:

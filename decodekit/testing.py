@@ -18,10 +18,11 @@ independent of the kernels the strategies use.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,9 @@ __all__ = [
     "exact_sequence_distribution",
     "reference_penalties",
     "reference_warp",
+    "registered_plugin",
     "sample_sequences",
+    "tiny_llama",
     "total_variation",
 ]
 
@@ -112,6 +115,64 @@ class MarkovModel(LanguageModel):
     def decode(self, token_ids: list[int]) -> str:
         """Token ids joined by spaces."""
         return " ".join(str(t) for t in token_ids)
+
+
+def tiny_llama(
+    vocab_size: int = 97, *, seed: int = 0, layers: int = 2, context_length: int = 256
+) -> LanguageModel:
+    """A tiny random Llama (no tokenizer), built in memory: for tests of the model path.
+
+    It exercises the real attention, KV cache and tree masks of :class:`~decodekit.HFModel`
+    in milliseconds; feed it token-id prompts.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from decodekit.model import HFModel
+
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=context_length,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        attn_implementation="sdpa",
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config).float()
+    with torch.no_grad():  # spread the logits so argmax ties never happen
+        model.lm_head.weight.mul_(8.0)
+    return HFModel(model, None, name="tiny-llama")
+
+
+@contextlib.contextmanager
+def registered_plugin(plugin: object, name: str | None = None) -> Iterator[str]:
+    """Register a plugin object for the duration of a ``with`` block.
+
+    >>> class MyPlugin:
+    ...     @decodekit.hookimpl
+    ...     def register_strategies(self, register): register(MY_STRATEGY)
+    >>> with registered_plugin(MyPlugin()):
+    ...     decodekit.generate("Hi", strategy="mine")
+
+    Yields the name it was registered under.
+    """
+    from decodekit.plugins import get_registry, invalidate_registry, pm
+
+    get_registry()  # load the installed plugins first
+    registered = pm.register(plugin, name=name)
+    if registered is None:
+        raise ValueError(f"plugin {name!r} is blocked")
+    invalidate_registry()
+    try:
+        yield registered
+    finally:
+        pm.unregister(plugin)
+        invalidate_registry()
 
 
 # ----------------------------------------------------------------- reference warpers

@@ -1,0 +1,103 @@
+"""Generate one API reference page per public module (run by mkdocs-gen-files)."""
+
+import mkdocs_gen_files
+
+MODULES = {
+    "decodekit": "Top-level API",
+    "decodekit.engine": "Engine and results",
+    "decodekit.config": "Configuration models",
+    "decodekit.strategy": "Strategies and pipelines",
+    "decodekit.components": "Component contracts",
+    "decodekit.hookspecs": "Hook specifications",
+    "decodekit.plugins": "Plugin manager",
+    "decodekit.model": "Model adapter",
+    "decodekit.tree": "Step input and tree attention",
+    "decodekit.loop": "Decode loop",
+    "decodekit.sampling": "Warping and sampling",
+    "decodekit.testing": "Test kit",
+    "decodekit.embedded": "Embedded model",
+    "decodekit.errors": "Errors",
+    "decodekit.builtin.greedy": "Built-in: greedy",
+    "decodekit.builtin.sample": "Built-in: sample",
+    "decodekit.builtin.processors": "Built-in: penalties",
+    "decodekit.builtin.caches": "Built-in: cache policies",
+    "decodekit_kernels": "Kernels",
+}
+
+lines = ["# API reference", "", "Generated from the docstrings.", ""]
+for module, title in MODULES.items():
+    page = f"reference/{module}.md"
+    with mkdocs_gen_files.open(page, "w") as handle:
+        handle.write(f"# {title}\n\n::: {module}\n")
+    lines.append(f"- [{title} (`{module}`)]({module}.md)")
+with mkdocs_gen_files.open("reference/index.md", "w") as handle:
+    handle.write("\n".join(lines) + "\n")
+
+
+# ------------------------------------------------------------------ config reference
+def _field_rows(model):
+    rows = ["| field | type | default | constraints | description |", "| --- | --- | --- | --- | --- |"]
+    schema = model.model_json_schema()
+    for name, info in model.model_fields.items():
+        prop = schema.get("properties", {}).get(name, {})
+        kind = prop.get("type") or " or ".join(
+            str(option.get("type", option.get("$ref", "?")).split("/")[-1])
+            for option in prop.get("anyOf", [])
+        ) or "object"
+        default = "required" if info.is_required() else (
+            "(factory)" if info.default_factory is not None else repr(info.default)
+        )
+        bounds = ", ".join(
+            f"{key} {prop[key]}"
+            for key in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")
+            if key in prop
+        )
+        description = (info.description or "").replace("|", "\\|")
+        rows.append(f"| `{name}` | {kind} | `{default}` | {bounds} | {description} |")
+    return "\n".join(rows)
+
+
+def _config_page():
+    from decodekit.config import GenerationConfig, ModelSettings
+    from decodekit.plugins import get_registry
+
+    parts = [
+        "# Configuration",
+        "",
+        "A generation config names a strategy, carries that strategy's parameters and the",
+        "settings every strategy shares. It validates in one step (`decodekit.validate_config`)",
+        "and loads from TOML, YAML or JSON (`decodekit.load_config_file`); an invalid value is",
+        "reported with its field path, a syntax error with its file and line.",
+        "",
+        "```toml",
+        "--8<-- \"examples/sample.toml\"",
+        "```",
+        "",
+        "`decodekit config-schema [STRATEGY]` prints the JSON Schema. This page is generated",
+        "from the pydantic models of the installed strategies when the docs are built.",
+        "",
+        "## Generation config",
+        "",
+        _field_rows(GenerationConfig),
+        "",
+        "## `[model]` table (config files only)",
+        "",
+        _field_rows(ModelSettings),
+        "",
+    ]
+    for name, entry in sorted(get_registry().strategies.items()):
+        strategy = entry.strategy
+        parts += [
+            f"## `{name}` parameters",
+            "",
+            f"{strategy.summary} Guarantee: **{strategy.guarantee.value}**; "
+            f"plugin `{entry.plugin}`; model `{strategy.params.__name__}`.",
+            "",
+            _field_rows(strategy.params) if strategy.params.model_fields else "No parameters.",
+            "",
+        ]
+    return "\n".join(parts)
+
+
+with mkdocs_gen_files.open("config.md", "w") as handle:
+    handle.write(_config_page())
