@@ -62,6 +62,31 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     return params
 
 
+def constraint_option(
+    schema: Path | None, regex: str | None, grammar: Path | None
+) -> dict[str, Any] | None:
+    """The constraint spec of ``--schema``, ``--regex`` or ``--grammar`` (at most one)."""
+    given = [name for name, v in (("--schema", schema), ("--regex", regex),
+                                  ("--grammar", grammar)) if v is not None]
+    if len(given) > 1:
+        raise ConfigError(f"give at most one of --schema, --regex, --grammar (got {given})")
+    if regex is not None:
+        return {"type": "regex", "pattern": regex}
+    path = schema or grammar
+    if path is None:
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{given[0]} file not found: {path}") from None
+    if schema is not None:
+        try:
+            return {"type": "json_schema", "schema": json.loads(text)}
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}:{exc.lineno}: JSON syntax error: {exc.msg}") from None
+    return {"type": "grammar", "grammar": text}
+
+
 def _read_prompts(prompt: str | None, prompts_file: Path | None) -> list[str]:
     prompts: list[str] = []
     if prompt is not None:
@@ -97,6 +122,13 @@ def run(
     prompts_file: Annotated[
         Path | None, typer.Option(help="File with one prompt per line.")
     ] = None,
+    schema: Annotated[
+        Path | None, typer.Option(help="Constrain output to a JSON Schema file.")
+    ] = None,
+    regex: Annotated[str | None, typer.Option(help="Constrain output to a regex.")] = None,
+    grammar: Annotated[
+        Path | None, typer.Option(help="Constrain output to a Lark grammar file.")
+    ] = None,
 ) -> None:
     """Generate text with a strategy."""
     from decodekit.config import load_config_file
@@ -124,6 +156,9 @@ def run(
         settings["seed"] = seed
     if stop:
         settings["stop"] = stop
+    constraint = constraint_option(schema, regex, grammar)
+    if constraint is not None:
+        settings["constraint"] = constraint
     if model is not None:
         model_path = str(model)
     if dtype is not None:

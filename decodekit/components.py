@@ -225,8 +225,19 @@ class Drafter(ABC):
     def draft(self, view: DecodeView) -> DraftTree | None:
         """Propose a tree per row, or None for an ordinary one-token step."""
 
-    def observe(self, view: DecodeView, draft: DraftTree | None, selection: Selection) -> None:  # noqa: B027
-        """Learn from the step's outcome (adaptive lengths, adjacency tables). Optional."""
+    def observe(  # noqa: B027
+        self,
+        view: DecodeView,
+        draft: DraftTree | None,
+        output: StepOutput,
+        selection: Selection,
+    ) -> None:
+        """Learn from the step's outcome (adaptive lengths, adjacency tables). Optional.
+
+        Called after the step is committed and before finished rows leave the batch:
+        ``view.sequences`` already holds the committed tokens; ``output`` holds the target
+        logits for the root and every node; rows are those of the step.
+        """
 
     def select_rows(self, rows: torch.Tensor) -> None:  # noqa: B027
         """Keep (and reorder) per-row state: new row ``r`` is old row ``rows[r]``. Optional."""
@@ -312,6 +323,14 @@ class CompiledConstraint(ABC):
     @abstractmethod
     def advance(self, row: int, tokens: Sequence[int]) -> None:
         """Consume committed tokens for one row."""
+
+    def forced_tokens(self, row: int) -> list[int]:
+        """Tokens the constraint allows as the only continuation of a row (fast-forward).
+
+        The loop commits them without sampling and feeds them to the next forward as
+        pending tokens, so they cost no forward of their own. Default: none.
+        """
+        return []
 
     @abstractmethod
     def is_finished(self, row: int) -> bool:

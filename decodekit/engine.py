@@ -117,6 +117,7 @@ class Completion:
     stats: GenerationStats
     prompt_index: int = 0
     score: float | None = None
+    parsed: Any = None
 
     def as_dict(self) -> dict[str, Any]:
         """The CLI's JSON object for this row."""
@@ -130,7 +131,15 @@ class Completion:
         }
         if self.score is not None:
             out["score"] = self.score
+        if self.parsed is not None:
+            out["parsed"] = _jsonable(self.parsed)
         return out
+
+
+def _jsonable(value: Any) -> Any:
+    from pydantic import BaseModel
+
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
 
 
 @dataclass
@@ -157,6 +166,7 @@ class GenerationRequest:
     pipeline: Pipeline
     seeds: list[int]
     constraint: CompiledConstraint | None = None
+    output_type: type | None = None
 
 
 @dataclass
@@ -213,9 +223,11 @@ def _finish(request: GenerationRequest, state: DecodeState, seconds: float) -> G
             len(row.token_ids), row.forward_passes, seconds, row.drafted_tokens,
             row.accepted_draft_tokens,
         )
+        text = _row_text(request.model, row)
         completions.append(
             Completion(
-                text=_row_text(request.model, row),
+                text=text,
+                parsed=_parse_output(request, text, row.finish_reason),
                 token_ids=list(row.token_ids),
                 finish_reason=row.finish_reason or "length",
                 strategy=request.config.strategy,
@@ -232,6 +244,32 @@ def _finish(request: GenerationRequest, state: DecodeState, seconds: float) -> G
         sum(r.accepted_draft_tokens for r in state.results),
     )
     return GenerationResult(completions=completions, stats=total)
+
+
+def _parse_output(request: GenerationRequest, text: str, finish_reason: str | None) -> Any:
+    """The output as an instance of the requested pydantic model (complete values only)."""
+    if request.output_type is None or finish_reason != "stop":
+        return None
+    return request.output_type.model_validate_json(text)  # type: ignore[attr-defined]
+
+
+def constraint_from(value: Any) -> tuple[dict[str, Any] | None, type | None]:
+    """Normalize a ``constraint`` setting: a spec mapping, a pydantic model class, or None.
+
+    A pydantic model class becomes a ``json_schema`` constraint on its JSON Schema, and
+    complete outputs are parsed into it (:attr:`Completion.parsed`).
+    """
+    from pydantic import BaseModel
+
+    if isinstance(value, type) and issubclass(value, BaseModel):
+        return {"type": "json_schema", "schema": value.model_json_schema()}, value
+    if value is None or isinstance(value, Mapping):
+        return (dict(value) if value is not None else None), None
+    if hasattr(value, "model_dump"):
+        return value.model_dump(), None
+    raise ConfigError(
+        f"constraint: expected a mapping with a 'type' or a pydantic model class, got {value!r}"
+    )
 
 
 def execute(request: GenerationRequest) -> GenerationResult:
@@ -331,6 +369,10 @@ class Engine:
         ``stop``, ``seed``, ``constraint``, ``processors``, ``cache``); any other keyword
         is a parameter of the strategy. They override ``config``.
         """
+        output_type = None
+        if "constraint" in settings:
+            settings = dict(settings)
+            settings["constraint"], output_type = constraint_from(settings["constraint"])
         cfg = self._config(config, settings)
         rows = self._encode(prompts, raw=raw)
         registry = get_registry()
@@ -353,6 +395,7 @@ class Engine:
             pipeline=pipeline,
             seeds=_seeds(cfg.seed, len(rows)),
             constraint=constraint,
+            output_type=output_type,
         )
 
     @overload

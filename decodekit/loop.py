@@ -143,10 +143,12 @@ def run(
                             raw_logits=result.logits)
         selection = pipeline.verifier.select(view, output, draft)  # 5. verify / select
         check_selection(selection, state, draft)
-        commit(state, step, selection, draft, pipeline, constraint)  # 6. cache + rows
+        appended = commit(state, step, selection, draft, pipeline, constraint)  # 6. cache + rows
+        if pipeline.drafter is not None:
+            pipeline.drafter.observe(view, draft, output, selection)
         if pipeline.cache_policy is not None:
             evict(state, pipeline)
-        event = stop_rows(state, selection, constraint, stop_checker)  # 7. stop
+        event = stop_rows(state, appended, constraint, stop_checker)  # 7. stop
         drop_finished(state, pipeline, constraint)
         state.step += 1
         yield event
@@ -243,8 +245,12 @@ def commit(
     draft: DraftTree | None,
     pipeline: Pipeline,
     constraint: CompiledConstraint | None,
-) -> None:
-    """Step 6: keep the accepted path in the cache, reorder rows, append tokens."""
+) -> list[list[int]]:
+    """Step 6: keep the accepted path in the cache, reorder rows, append tokens.
+
+    Returns, per row, the tokens appended (after the token limit, plus any tokens a
+    constraint forces next, which become pending tokens of the next forward).
+    """
     keep = step.slot_valid.clone()
     keep[:, step.num_pending :] = False
     for r, nodes in enumerate(selection.kept_nodes):
@@ -253,6 +259,7 @@ def commit(
     state.cache.commit(keep)
     if selection.row_sources is not None:
         reorder_rows(state, pipeline, constraint, selection.row_sources)
+    appended: list[list[int]] = []
     for r, tokens in enumerate(selection.tokens):
         result = state.results[state.row_ids[r]]
         tokens = tokens[: state.budgets[r]]
@@ -262,12 +269,21 @@ def commit(
             result.accepted_draft_tokens += min(selection.accepted_draft[r], len(tokens))
         if selection.scores is not None:
             result.score = float(selection.scores[r])
+        pending = tokens[-1:]
+        if constraint is not None and tokens:
+            constraint.advance(r, tokens)
+            if not state.model.eos_token_ids.intersection(tokens):
+                forced = constraint.forced_tokens(r)[: state.budgets[r] - len(tokens)]
+                if forced:
+                    constraint.advance(r, forced)
+                    tokens = tokens + forced
+                    pending = pending + forced
         result.token_ids.extend(tokens)
         state.sequences[r].extend(tokens)
         state.budgets[r] -= len(tokens)
-        state.pending[r] = tokens[-1:] if tokens else []
-        if constraint is not None and tokens:
-            constraint.advance(r, tokens)
+        state.pending[r] = pending
+        appended.append(tokens)
+    return appended
 
 
 def evict(state: DecodeState, pipeline: Pipeline) -> None:
@@ -286,7 +302,7 @@ def evict(state: DecodeState, pipeline: Pipeline) -> None:
 
 def stop_rows(
     state: DecodeState,
-    selection: Selection,
+    appended: list[list[int]],
     constraint: CompiledConstraint | None,
     stop_checker: StopChecker | None,
 ) -> StepEvent:
@@ -296,7 +312,7 @@ def stop_rows(
     finished: list[int] = []
     for r, row_id in enumerate(state.row_ids):
         result = state.results[row_id]
-        added = _added_tokens(result, selection.tokens[r])
+        added = list(appended[r])
         new_tokens[row_id] = added
         reason = None
         eos_at = next((i for i, t in enumerate(added) if t in eos), None)
@@ -318,12 +334,6 @@ def stop_rows(
             result.finish_reason = reason
             finished.append(row_id)
     return StepEvent(new_tokens=new_tokens, finished=finished, step=state.step)
-
-
-def _added_tokens(result: RowResult, proposed: list[int]) -> list[int]:
-    """The tokens :func:`commit` appended this step (after budget truncation)."""
-    count = min(len(proposed), len(result.token_ids))
-    return result.token_ids[len(result.token_ids) - count :] if count else []
 
 
 def drop_finished(

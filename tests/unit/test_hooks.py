@@ -255,3 +255,39 @@ def test_hook_run_generation():
     with registered_plugin(Wrapper(), name="timing"):
         out = engine.generate([[1]], strategy="greedy", max_new_tokens=5)
     assert calls == ["greedy", len(out.token_ids)]
+
+
+class ForceAfterThree(TokenSet):
+    """Allows every token; after token 3 the next two tokens are forced to 5, 6."""
+
+    def fill_bitmask(self, bitmask, draft):
+        bitmask.fill_(-1)
+
+    def advance(self, row, tokens):
+        self.last = tokens[-1]
+
+    def forced_tokens(self, row):
+        return [5, 6] if self.last == 3 else []
+
+
+def test_forced_tokens_are_committed_without_their_own_forward():
+    logits = torch.full((8, 8), -5.0)
+    logits[:, 3] = 5.0  # the chain always wants token 3
+    engine = Engine(MarkovModel(logits))
+
+    class Factory(ConstraintFactory):
+        name = "force_after_three"
+
+        def compile(self, spec, tokenizer):
+            return ForceAfterThree(set(), None)
+
+    class Plugin:
+        @hookimpl
+        def register_constraints(self, register):
+            register(Factory)
+
+    with registered_plugin(Plugin(), name="forcing"):
+        out = engine.generate([[1]], strategy="greedy", max_new_tokens=9,
+                              constraint={"type": "force_after_three"})[0]
+    assert out.token_ids == [3, 5, 6, 3, 5, 6, 3, 5, 6]
+    assert out.stats.forward_passes == 3
