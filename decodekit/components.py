@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 if TYPE_CHECKING:
+    from decodekit.loop import RowResult
     from decodekit.model import LanguageModel
 
 __all__ = [
@@ -137,8 +138,12 @@ class DecodeView:
     step : int
         Index of the step, 0 for the step that also processes the prompt.
     row_ids : list of int
-        Per current row, its index among the call's rows (rows leave the batch when
-        they finish).
+        Per current row, the index of the prompt it continues (rows leave the batch when
+        they finish; beams of one prompt share the index).
+    root_logits : FloatTensor ``[rows, V]`` or None
+        When no row has pending tokens (the last committed token of every row was a
+        kept draft node), the raw logits after it, computed in the previous step; a
+        drafter such as contrastive search's proposes from them. None otherwise.
     """
 
     sequences: list[list[int]]
@@ -147,6 +152,7 @@ class DecodeView:
     model: LanguageModel
     step: int
     row_ids: list[int]
+    root_logits: torch.Tensor | None = None
 
 
 @dataclass
@@ -163,11 +169,15 @@ class StepOutput:
         for them (:attr:`Pipeline.needs_hidden_states`).
     raw_logits : FloatTensor ``[rows, 1 + N, V]``
         float32 logits as the model produced them, before constraints and processors.
+    pending_hidden_states : FloatTensor ``[rows, P, H]`` or None
+        Hidden states of every pending slot of the step (the prompt at the first step;
+        left padding included), when hidden states were asked for.
     """
 
     logits: torch.Tensor
     hidden_states: torch.Tensor | None
     raw_logits: torch.Tensor
+    pending_hidden_states: torch.Tensor | None = None
 
 
 @dataclass
@@ -177,11 +187,13 @@ class Selection:
     Attributes
     ----------
     tokens : list of list of int
-        Per row, the new committed tokens in order: accepted draft tokens, then the
-        token sampled at the end (the correction or bonus token).
+        Per row, the new committed tokens in order: accepted draft tokens, then usually
+        one token sampled at the end (the correction or bonus token).
     kept_nodes : list of list of int
         Per row, the draft nodes whose cache entries stay: the accepted path, root side
-        first. Every token in ``tokens`` but the last belongs to a kept node.
+        first. The first ``len(kept_nodes[r])`` tokens are those nodes' tokens. When
+        ``tokens`` has no token beyond them, the row has nothing pending and the next
+        step reuses the logits computed at the last kept node (contrastive search).
     accepted_draft : list of int
         Per row, how many draft tokens were accepted (``len(kept_nodes[r])``).
     row_sources : LongTensor ``[rows]`` or None
@@ -191,6 +203,9 @@ class Selection:
     scores : FloatTensor ``[rows]`` or None
         Optional per-row scores (for example beam log-probabilities), reported with the
         results.
+    finished : list of bool or None
+        Rows the verifier declares complete (finish reason ``"stop"``), for strategies
+        that decide when a row is done (beam search's early stopping).
     """
 
     tokens: list[list[int]]
@@ -198,6 +213,7 @@ class Selection:
     accepted_draft: list[int]
     row_sources: torch.Tensor | None = None
     scores: torch.Tensor | None = None
+    finished: list[bool] | None = None
 
     @classmethod
     def single(cls, tokens: Sequence[int]) -> Selection:
@@ -258,6 +274,15 @@ class Verifier(ABC):
 
     def select_rows(self, rows: torch.Tensor) -> None:  # noqa: B027
         """Keep (and reorder) per-row state: new row ``r`` is old row ``rows[r]``. Optional."""
+
+    def finalize(self, rows: list[RowResult]) -> list[RowResult]:
+        """The results to report, given every finished row. Optional.
+
+        The default reports each row. Strategies that keep their own hypotheses (beam
+        search returns its best finished sequences, several per prompt) override it;
+        each returned row's ``prompt_index`` says which prompt it answers.
+        """
+        return rows
 
 
 class LogitsProcessor(ABC):

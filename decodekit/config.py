@@ -15,6 +15,7 @@ Configs load from TOML, YAML or JSON files with :func:`load_config_file`.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from collections.abc import Mapping
 from functools import cache
@@ -222,9 +223,13 @@ def _parse_file(path: Path) -> Any:
         try:
             return tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            line = getattr(exc, "lineno", None)
+            # Python < 3.14 has no lineno/msg attributes; the message ends "(at line N, ...)"
+            message = str(exc)
+            found = re.search(r"\(at line (\d+), column \d+\)", message)
+            line = getattr(exc, "lineno", None) or (int(found.group(1)) if found else None)
             where = f"{path}:{line}" if line else str(path)
-            raise ConfigError(f"{where}: TOML syntax error: {exc.msg}") from None
+            reason = getattr(exc, "msg", None) or (message[: found.start()].strip() if found else message)
+            raise ConfigError(f"{where}: TOML syntax error: {reason}") from None
     if suffix in (".yaml", ".yml"):
         import yaml
 

@@ -217,8 +217,9 @@ def _row_text(model: LanguageModel, row: RowResult) -> str:
 
 
 def _finish(request: GenerationRequest, state: DecodeState, seconds: float) -> GenerationResult:
+    rows = request.pipeline.verifier.finalize(sorted(state.done, key=lambda r: r.prompt_index))
     completions = []
-    for index, row in enumerate(state.results):
+    for row in rows:
         stats = GenerationStats.of(
             len(row.token_ids), row.forward_passes, seconds, row.drafted_tokens,
             row.accepted_draft_tokens,
@@ -232,16 +233,16 @@ def _finish(request: GenerationRequest, state: DecodeState, seconds: float) -> G
                 finish_reason=row.finish_reason or "length",
                 strategy=request.config.strategy,
                 stats=stats,
-                prompt_index=index,
+                prompt_index=row.prompt_index,
                 score=row.score,
             )
         )
     total = GenerationStats.of(
-        sum(len(r.token_ids) for r in state.results),
+        sum(len(r.token_ids) for r in state.done),
         state.forward_passes,
         seconds,
-        sum(r.drafted_tokens for r in state.results),
-        sum(r.accepted_draft_tokens for r in state.results),
+        sum(r.drafted_tokens for r in state.done),
+        sum(r.accepted_draft_tokens for r in state.done),
     )
     return GenerationResult(completions=completions, stats=total)
 
@@ -293,16 +294,16 @@ class Stream:
         began = time.perf_counter()
         state, events = _start(self.request)
         model = self.request.model
-        shown = [""] * len(state.results)
+        shown: dict[int, str] = {}
         for event in events:
-            for row_id, tokens in event.new_tokens.items():
-                row = state.results[row_id]
+            for row, tokens in event.appended:
                 text = _row_text(model, row)
                 # hold back a trailing replacement char: a multi-byte character is incomplete
                 visible = text.rstrip("\ufffd") if row.finish_reason is None else text
-                delta = visible[len(shown[row_id]) :] if visible.startswith(shown[row_id]) else ""
-                shown[row_id] = visible if delta or visible == shown[row_id] else shown[row_id]
-                yield StreamChunk(row_id, tokens, delta, row.finish_reason)
+                before = shown.get(row.prompt_index, "")
+                delta = visible[len(before) :] if visible.startswith(before) else ""
+                shown[row.prompt_index] = before + delta
+                yield StreamChunk(row.prompt_index, tokens, delta, row.finish_reason)
         self.result = _finish(self.request, state, time.perf_counter() - began)
 
 
@@ -420,6 +421,10 @@ class Engine:
     ) -> Completion | list[Completion]:
         """Generate for one prompt (returns a Completion) or several (returns a list).
 
+        Strategies that return several sequences per prompt (beam search with
+        ``num_return_sequences``) return a list even for one prompt; each completion's
+        ``prompt_index`` names its prompt.
+
         Parameters
         ----------
         prompts : str, list of int, or a list of those
@@ -433,7 +438,9 @@ class Engine:
             ``temperature=0.7``, ``max_new_tokens=64``, ``seed=0``.
         """
         result = self.run(self.request(prompts, config, raw=raw, **settings))
-        return result.completions[0] if _is_single(prompts) else result.completions
+        if _is_single(prompts) and len(result.completions) == 1:
+            return result.completions[0]
+        return result.completions
 
     def run(self, request: GenerationRequest) -> GenerationResult:
         """Decode a prepared request through the ``run_generation`` hook."""

@@ -3,19 +3,25 @@
 Read :func:`run` top to bottom: each step drafts a token tree per row (or not),
 scores the pending tokens and the tree in one forward, applies constraints and logits
 processors, lets the verifier choose what to commit, commits it to the KV cache and the
-rows, and stops rows that are done. The functions below it are small and pure where
-they can be; the state they share is :class:`DecodeState`.
+rows, and stops rows that are done. The functions below it are small; the state they
+share is :class:`DecodeState`.
+
+A row's *pending* tokens are committed tokens not yet in the KV cache: the prompt at the
+first step, then usually the last committed token. A verifier may also commit only draft
+nodes whose cache entries it keeps (contrastive search does): then nothing is pending and
+the next step reuses the logits computed at the last kept node, with no forward for it.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from decodekit.components import CompiledConstraint, DecodeView, DraftTree, Selection, StepOutput
-from decodekit.model import KVCache, LanguageModel
+from decodekit.model import ForwardResult, KVCache, LanguageModel
 from decodekit.strategy import Pipeline
 from decodekit.tree import StepBatch, build_step
 
@@ -28,12 +34,14 @@ class RowResult:
 
     Attributes
     ----------
+    prompt_index : int
+        Which prompt of the call the row continues.
     prompt_ids : list of int
     token_ids : list of int
         Generated tokens (EOS included when it ended the row).
     finish_reason : str or None
-        ``"stop"`` (EOS or a stop string), ``"length"`` (token limit or context),
-        ``"constraint"`` (the constraint completed), or None while running.
+        ``"stop"`` (EOS, a stop string, a completed constraint, or the verifier's
+        decision) or ``"length"`` (token limit or context); None while running.
     stop_index : int or None
         Character offset where a stop string begins in the decoded text.
     forward_passes : int
@@ -44,6 +52,7 @@ class RowResult:
         A score the verifier reported (beam strategies).
     """
 
+    prompt_index: int
     prompt_ids: list[int]
     token_ids: list[int] = field(default_factory=list)
     finish_reason: str | None = None
@@ -56,41 +65,54 @@ class RowResult:
 
 @dataclass
 class StepEvent:
-    """What one step did: new tokens per row (by call row index) and finished rows."""
+    """What one step did.
 
-    new_tokens: dict[int, list[int]]
-    finished: list[int]
+    Attributes
+    ----------
+    appended : list of (RowResult, list of int)
+        Every active row of the step and the tokens it gained.
+    step : int
+    """
+
+    appended: list[tuple[RowResult, list[int]]]
     step: int
 
 
 @dataclass
 class DecodeState:
-    """Mutable state of one decode call; rows leave it when they finish.
+    """Mutable state of one decode call; rows leave the batch when they finish.
 
     Attributes
     ----------
-    results : list of RowResult
-        One per call row, in call order; never reordered.
-    row_ids : list of int
-        For every active row of the batch, its index in ``results``.
+    rows : list of RowResult
+        The active rows, in batch order.
+    done : list of RowResult
+        Finished rows, in the order they finished.
     sequences : list of list of int
         Per active row: prompt plus generated tokens.
     pending : list of list of int
-        Per active row: committed tokens not yet in the KV cache.
+        Per active row: committed tokens not yet in the KV cache (may be empty).
     budgets : list of int
         Per active row: how many more tokens it may generate.
     generators : list of torch.Generator
         Per active row.
+    root_logits : FloatTensor ``[rows, V]`` or None
+        Raw logits after each row's last committed token, kept for rows with nothing
+        pending (the token's forward already happened as a draft node).
+    root_hidden : FloatTensor ``[rows, H]`` or None
+        The matching last-layer hidden states, when hidden states are requested.
     """
 
     model: LanguageModel
     cache: KVCache
-    results: list[RowResult]
-    row_ids: list[int]
+    rows: list[RowResult]
     sequences: list[list[int]]
     pending: list[list[int]]
     budgets: list[int]
     generators: list[torch.Generator]
+    done: list[RowResult] = field(default_factory=list)
+    root_logits: torch.Tensor | None = None
+    root_hidden: torch.Tensor | None = None
     step: int = 0
     forward_passes: int = 0
 
@@ -98,11 +120,12 @@ class DecodeState:
         """The read-only view components receive."""
         return DecodeView(
             sequences=self.sequences,
-            prompt_lengths=[len(self.results[i].prompt_ids) for i in self.row_ids],
+            prompt_lengths=[len(row.prompt_ids) for row in self.rows],
             generators=self.generators,
             model=self.model,
             step=self.step,
-            row_ids=self.row_ids,
+            row_ids=[row.prompt_index for row in self.rows],
+            root_logits=self.root_logits if not any(self.pending) else None,
         )
 
 
@@ -118,7 +141,7 @@ def run(
     Parameters
     ----------
     state : DecodeState
-        From :func:`start`; its ``results`` hold every row's tokens when the loop ends.
+        From :func:`start`; ``state.done`` holds every row when the loop ends.
     pipeline : Pipeline
         The strategy's components.
     constraint : CompiledConstraint or None
@@ -126,7 +149,7 @@ def run(
     stop_checker : StopChecker or None
         Finds stop strings in a row's text.
     """
-    while state.row_ids:
+    while state.rows:
         view = state.view()
         draft = propose(pipeline, view)  # 1. draft
         positions = state.cache.next_positions.tolist()
@@ -135,20 +158,21 @@ def run(
             step, state.cache, hidden_states=pipeline.needs_hidden_states
         )
         state.forward_passes += 1
-        logits = result.logits
+        output = step_output(state, step, result)
+        logits = output.raw_logits
+        if constraint is not None or pipeline.processors:
+            logits = logits.clone()  # processors may work in place; raw logits stay raw
         if constraint is not None:  # 3. constrain
-            logits = apply_constraint(constraint, logits.clone(), draft)
-        processed = process(pipeline, logits, view, draft)  # 4. sample/process
-        output = StepOutput(logits=processed, hidden_states=result.hidden_states,
-                            raw_logits=result.logits)
+            logits = apply_constraint(constraint, logits, draft)
+        output.logits = process(pipeline, logits, view, draft)  # 4. sample/process
         selection = pipeline.verifier.select(view, output, draft)  # 5. verify / select
-        check_selection(selection, state, draft)
-        appended = commit(state, step, selection, draft, pipeline, constraint)  # 6. cache + rows
+        check_selection(selection, state, step)
+        appended = commit(state, step, selection, draft, output, pipeline, constraint)  # 6.
         if pipeline.drafter is not None:
             pipeline.drafter.observe(view, draft, output, selection)
         if pipeline.cache_policy is not None:
             evict(state, pipeline)
-        event = stop_rows(state, appended, constraint, stop_checker)  # 7. stop
+        event = stop_rows(state, appended, selection, constraint, stop_checker)  # 7. stop
         drop_finished(state, pipeline, constraint)
         state.step += 1
         yield event
@@ -171,8 +195,7 @@ def start(
     return DecodeState(
         model=model,
         cache=model.new_cache(len(prompts)),
-        results=[RowResult(prompt_ids=list(p)) for p in prompts],
-        row_ids=list(range(len(prompts))),
+        rows=[RowResult(prompt_index=i, prompt_ids=list(p)) for i, p in enumerate(prompts)],
         sequences=[list(p) for p in prompts],
         pending=[list(p) for p in prompts],
         budgets=budgets,
@@ -190,6 +213,37 @@ def propose(pipeline: Pipeline, view: DecodeView) -> DraftTree | None:
     return draft
 
 
+def step_output(state: DecodeState, step: StepBatch, result: ForwardResult) -> StepOutput:
+    """Logits and hidden states at the root and every node, ``[rows, 1 + N, ...]``.
+
+    The root is the last pending token; a row with nothing pending takes its root from
+    the logits kept at the end of the previous step.
+    """
+    logits, hidden = result.logits, result.hidden_states
+    pending_hidden = None
+    if hidden is not None:
+        pending_hidden = hidden[:, : step.num_pending]
+        hidden = hidden[:, max(step.num_pending - 1, 0) :]
+    if step.num_pending == 0:
+        logits = torch.cat([_root(state.root_logits, "logits"), logits], dim=1)
+        if hidden is not None:
+            hidden = torch.cat([_root(state.root_hidden, "hidden states"), hidden], dim=1)
+    elif not all(state.pending):
+        rows = torch.tensor([not p for p in state.pending])
+        logits[rows, 0] = _root(state.root_logits, "logits")[rows, 0]
+        if hidden is not None:
+            hidden[rows, 0] = _root(state.root_hidden, "hidden states")[rows, 0]
+    return StepOutput(
+        logits=logits, hidden_states=hidden, raw_logits=logits, pending_hidden_states=pending_hidden
+    )
+
+
+def _root(kept: torch.Tensor | None, what: str) -> torch.Tensor:
+    if kept is None:
+        raise RuntimeError(f"a row has nothing pending but no kept root {what} (verifier bug)")
+    return kept.unsqueeze(1)
+
+
 def apply_constraint(
     constraint: CompiledConstraint, logits: torch.Tensor, draft: DraftTree | None
 ) -> torch.Tensor:
@@ -201,7 +255,7 @@ def apply_constraint(
     bitmask = torch.full((rows, nodes, words), -1, dtype=torch.int32)
     constraint.fill_bitmask(bitmask, draft)
     flat = logits.view(rows * nodes, vocab)
-    # only the root row must allow a token; draft nodes off the grammar are simply rejected
+    # only the root must allow a token; draft nodes off the grammar are simply rejected
     kernels.apply_token_bitmask(flat, bitmask.view(rows * nodes, words), check_nonempty=False)
     empty = torch.isinf(logits[:, 0]).all(-1)
     if bool(empty.any()):
@@ -221,19 +275,22 @@ def process(
     return logits
 
 
-def check_selection(selection: Selection, state: DecodeState, draft: DraftTree | None) -> None:
+def check_selection(selection: Selection, state: DecodeState, step: StepBatch) -> None:
     """Hold verifiers to the :class:`Selection` contract (cheap, catches plugin bugs)."""
-    rows = len(state.row_ids)
+    rows = len(state.rows)
     if len(selection.tokens) != rows or len(selection.kept_nodes) != rows:
         raise RuntimeError(
             f"verifier returned {len(selection.tokens)} rows of tokens for a batch of {rows}"
         )
     for r in range(rows):
-        if len(selection.tokens[r]) != len(selection.kept_nodes[r]) + 1:
+        tokens, kept = len(selection.tokens[r]), len(selection.kept_nodes[r])
+        if tokens not in (kept, kept + 1):
             raise RuntimeError(
-                f"verifier row {r}: {len(selection.tokens[r])} tokens for "
-                f"{len(selection.kept_nodes[r])} kept nodes; expected one more token than nodes"
+                f"verifier row {r}: {tokens} tokens for {kept} kept nodes; expected the kept "
+                "nodes' tokens, optionally followed by one new token"
             )
+        if tokens == 0 and not state.pending[r]:
+            raise RuntimeError(f"verifier row {r}: nothing committed and nothing pending")
     if selection.row_sources is not None and any(selection.kept_nodes):
         raise RuntimeError("a verifier that reorders rows cannot also keep draft nodes")
 
@@ -243,6 +300,7 @@ def commit(
     step: StepBatch,
     selection: Selection,
     draft: DraftTree | None,
+    output: StepOutput,
     pipeline: Pipeline,
     constraint: CompiledConstraint | None,
 ) -> list[list[int]]:
@@ -257,19 +315,21 @@ def commit(
         for node in nodes:
             keep[r, step.num_pending + node] = True
     state.cache.commit(keep)
+    keep_root_for_next_step(state, selection, output)
     if selection.row_sources is not None:
         reorder_rows(state, pipeline, constraint, selection.row_sources)
     appended: list[list[int]] = []
     for r, tokens in enumerate(selection.tokens):
-        result = state.results[state.row_ids[r]]
+        row = state.rows[r]
+        cached_only = len(tokens) == len(selection.kept_nodes[r])
         tokens = tokens[: state.budgets[r]]
-        result.forward_passes += 1
-        if draft is not None:
-            result.drafted_tokens += int((draft.tokens[r] >= 0).sum()) if r < draft.rows else 0
-            result.accepted_draft_tokens += min(selection.accepted_draft[r], len(tokens))
+        row.forward_passes += 1
+        if draft is not None and selection.row_sources is None:
+            row.drafted_tokens += int((draft.tokens[r] >= 0).sum())
+            row.accepted_draft_tokens += min(selection.accepted_draft[r], len(tokens))
         if selection.scores is not None:
-            result.score = float(selection.scores[r])
-        pending = tokens[-1:]
+            row.score = float(selection.scores[r])
+        pending = [] if cached_only else tokens[-1:]
         if constraint is not None and tokens:
             constraint.advance(r, tokens)
             if not state.model.eos_token_ids.intersection(tokens):
@@ -278,12 +338,32 @@ def commit(
                     constraint.advance(r, forced)
                     tokens = tokens + forced
                     pending = pending + forced
-        result.token_ids.extend(tokens)
+        row.token_ids.extend(tokens)
         state.sequences[r].extend(tokens)
         state.budgets[r] -= len(tokens)
         state.pending[r] = pending
         appended.append(tokens)
     return appended
+
+
+def keep_root_for_next_step(state: DecodeState, selection: Selection, output: StepOutput) -> None:
+    """Remember the logits after each row's last committed token, if it is cached.
+
+    When a verifier commits only kept nodes (or nothing), the last committed token's
+    forward already happened: its logits become the next step's root.
+    """
+    index = []
+    for tokens, kept in zip(selection.tokens, selection.kept_nodes, strict=True):
+        index.append(1 + kept[-1] if len(tokens) == len(kept) and kept else 0)
+    if all(len(t) == len(k) + 1 for t, k in zip(selection.tokens, selection.kept_nodes,
+                                                 strict=True)):
+        state.root_logits = state.root_hidden = None
+        return
+    rows = torch.arange(len(index))
+    at = torch.tensor(index)
+    state.root_logits = output.raw_logits[rows, at]
+    if output.hidden_states is not None:
+        state.root_hidden = output.hidden_states[rows, at]
 
 
 def evict(state: DecodeState, pipeline: Pipeline) -> None:
@@ -303,47 +383,46 @@ def evict(state: DecodeState, pipeline: Pipeline) -> None:
 def stop_rows(
     state: DecodeState,
     appended: list[list[int]],
+    selection: Selection,
     constraint: CompiledConstraint | None,
     stop_checker: StopChecker | None,
 ) -> StepEvent:
-    """Step 7: EOS, stop strings, token limit and constraint completion, per row."""
+    """Step 7: EOS, stop strings, token limit, constraint and verifier decisions, per row."""
     eos = state.model.eos_token_ids
-    new_tokens: dict[int, list[int]] = {}
-    finished: list[int] = []
-    for r, row_id in enumerate(state.row_ids):
-        result = state.results[row_id]
+    event: list[tuple[RowResult, list[int]]] = []
+    for r, row in enumerate(state.rows):
         added = list(appended[r])
-        new_tokens[row_id] = added
+        event.append((row, added))
         reason = None
         eos_at = next((i for i, t in enumerate(added) if t in eos), None)
         if eos_at is not None:
             # drop anything committed after EOS in a multi-token step
             extra = len(added) - eos_at - 1
             if extra:
-                del result.token_ids[-extra:]
+                del row.token_ids[-extra:]
                 del added[-extra:]
             reason = "stop"
-        elif stop_checker is not None and (index := stop_checker(result)) is not None:
-            result.stop_index = index
+        elif stop_checker is not None and (index := stop_checker(row)) is not None:
+            row.stop_index = index
             reason = "stop"
-        elif constraint is not None and constraint.is_finished(r):
+        elif (constraint is not None and constraint.is_finished(r)) or (
+            selection.finished is not None and selection.finished[r]
+        ):
             reason = "stop"
         elif state.budgets[r] <= 0:
             reason = "length"
-        if reason is not None:
-            result.finish_reason = reason
-            finished.append(row_id)
-    return StepEvent(new_tokens=new_tokens, finished=finished, step=state.step)
+        row.finish_reason = reason
+    return StepEvent(appended=event, step=state.step)
 
 
 def drop_finished(
     state: DecodeState, pipeline: Pipeline, constraint: CompiledConstraint | None
 ) -> None:
-    """Remove finished rows from the batch so later forwards skip them."""
-    results = state.results
-    keep = [r for r, row_id in enumerate(state.row_ids) if results[row_id].finish_reason is None]
-    if len(keep) == len(state.row_ids):
+    """Move finished rows out of the batch so later forwards skip them."""
+    keep = [r for r, row in enumerate(state.rows) if row.finish_reason is None]
+    if len(keep) == len(state.rows):
         return
+    state.done.extend(row for row in state.rows if row.finish_reason is not None)
     reorder_rows(state, pipeline, constraint, torch.tensor(keep, dtype=torch.long))
 
 
@@ -355,16 +434,21 @@ def reorder_rows(
 ) -> None:
     """Keep, fork or reorder rows everywhere: new row ``r`` is old row ``rows[r]``."""
     index = rows.tolist()
-    if index == list(range(len(state.row_ids))):
+    if index == list(range(len(state.rows))):
         return
+    forked = len(set(index)) < len(index)
     if rows.numel() > 0:
         state.cache.select_rows(rows)
-    state.row_ids = [state.row_ids[i] for i in index]
+    state.rows = [copy.deepcopy(state.rows[i]) if forked else state.rows[i] for i in index]
     state.sequences = [list(state.sequences[i]) for i in index]
     state.pending = [list(state.pending[i]) for i in index]
     state.budgets = [state.budgets[i] for i in index]
-    state.generators = [_clone_generator(state.generators[i]) if index.count(i) > 1
+    state.generators = [_clone_generator(state.generators[i]) if forked
                         else state.generators[i] for i in index]
+    if state.root_logits is not None:
+        state.root_logits = state.root_logits.index_select(0, rows)
+    if state.root_hidden is not None:
+        state.root_hidden = state.root_hidden.index_select(0, rows)
     for component in (pipeline.drafter, pipeline.verifier, *pipeline.processors):
         if component is not None:
             component.select_rows(rows)

@@ -41,12 +41,14 @@ DTypeName = Literal["float32", "bfloat16"]
 
 @dataclass
 class ForwardResult:
-    """Logits (float32) and optional hidden states for a step's last ``1 + N`` slots.
+    """What a model computed for one step.
 
     Attributes
     ----------
-    logits : FloatTensor ``[rows, 1 + N, V]``
-    hidden_states : FloatTensor ``[rows, 1 + N, H]`` or None
+    logits : FloatTensor ``[rows, StepBatch.logits_count, V]``
+        float32 logits at the last pending slot (if any) and every draft node.
+    hidden_states : FloatTensor ``[rows, P + N, H]`` or None
+        Last-layer hidden states of every slot of the step, when asked for.
     """
 
     logits: torch.Tensor
@@ -287,9 +289,7 @@ class HFModel(LanguageModel):
             output_hidden_states=hidden_states,
         )
         cache.appended(step.slot_valid)
-        hidden = None
-        if hidden_states:
-            hidden = out.hidden_states[-1][:, -step.logits_count :, :].float()
+        hidden = out.hidden_states[-1].float() if hidden_states else None
         return ForwardResult(logits=out.logits.float(), hidden_states=hidden)
 
     def encode(self, prompt: str, *, raw: bool = False) -> list[int]:  # noqa: D102

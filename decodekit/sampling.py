@@ -2,7 +2,7 @@
 
 :class:`Warper` holds the warper settings (temperature, top-k, top-p, min-p, typical-p)
 and turns logits into the exact truncated, renormalized distribution the target model
-samples from, or draws a token from it with an explicit uniform. The per-step tensor
+samples from, or draws a token from it with explicit per-row seeds. The per-step tensor
 work runs in :mod:`decodekit_kernels`.
 """
 
@@ -105,15 +105,23 @@ class Warper:
         )
         return typical_filter(probs, self.typical_p).reshape(shape)
 
-    def sample(self, logits: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
-        """One token per row of ``logits [rows, V]``, drawn with ``uniforms [rows]``."""
+    def sample(self, logits: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
+        """One token per row of ``logits [rows, V]``, drawn with int64 ``seeds [rows]``.
+
+        An exact draw from :meth:`probs` (Gumbel-max with the kernels' counter-based
+        noise), so the same seeds give the same tokens on every backend.
+        """
         if self.is_greedy:
             return logits.argmax(-1)
         if self.typical_p < 1.0:
-            return inverse_cdf(self.probs(logits), uniforms)
+            probs = self.probs(logits)
+            ids = torch.arange(probs.shape[-1], device=probs.device).unsqueeze(0)
+            noise = kernels.gumbel(seeds.to(probs.device).unsqueeze(1), 0, ids)
+            scores = torch.where(probs > 0, torch.log(probs) + noise, float("-inf"))
+            return scores.argmax(-1)
         return kernels.sample(
             logits,
-            uniforms,
+            seeds,
             temperature=self.temperature,
             top_k=self.top_k,
             top_p=self.top_p,

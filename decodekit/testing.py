@@ -101,11 +101,11 @@ class MarkovModel(LanguageModel):
         assert isinstance(cache, SlotCache)
         self.forward_calls += 1
         cache.appended(step.slot_valid)
-        scored = step.tokens[:, step.num_pending - 1 :]  # last pending slot and every node
+        scored = step.tokens[:, step.width - step.logits_count :]  # root and every node
         logits = self.log_probs[scored]
         hidden = None
-        if hidden_states:
-            hidden = torch.nn.functional.one_hot(scored, self.vocab_size).float()
+        if hidden_states:  # every slot of the step, as for a real model
+            hidden = torch.nn.functional.one_hot(step.tokens, self.vocab_size).float()
         return ForwardResult(logits=logits, hidden_states=hidden)
 
     def encode(self, prompt: str, *, raw: bool = False) -> list[int]:

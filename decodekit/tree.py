@@ -63,7 +63,7 @@ class StepBatch:
     @property
     def logits_count(self) -> int:
         """Positions whose logits the step needs: the last pending slot and every node."""
-        return 1 + self.num_nodes
+        return (1 if self.num_pending else 0) + self.num_nodes
 
 
 def build_step(
@@ -77,7 +77,8 @@ def build_step(
     Parameters
     ----------
     pending : sequence of sequence of int
-        Per row, the committed tokens not yet in the cache (at least one per row).
+        Per row, the committed tokens not yet in the cache (may be empty when the row's
+        last committed token is already cached; then a draft is required).
     next_positions : sequence of int
         Per row, the sequence position of its first pending token.
     draft : DraftTree or None
@@ -91,9 +92,9 @@ def build_step(
     """
     rows = len(pending)
     width_p = max(len(p) for p in pending)
-    if min(len(p) for p in pending) < 1:
-        raise ValueError("every row needs at least one pending token")
     num_nodes = draft.num_nodes if draft is not None else 0
+    if width_p + num_nodes == 0:
+        raise ValueError("nothing to score: no row has pending tokens and there is no draft")
     tokens = torch.full((rows, width_p + num_nodes), PAD_TOKEN, dtype=torch.long)
     positions = torch.zeros((rows, width_p + num_nodes), dtype=torch.long)
     slot_valid = torch.zeros((rows, width_p + num_nodes), dtype=torch.bool)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import decodekit_kernels as kernels
 import torch
 
 from decodekit import hookimpl
@@ -23,11 +24,16 @@ def draw_uniforms(generators: list[torch.Generator]) -> torch.Tensor:
     return torch.cat([torch.rand(1, generator=g) for g in generators])
 
 
+def draw_seeds(generators: list[torch.Generator]) -> torch.Tensor:
+    """One int64 kernel seed per row, each from the row's own generator: ``[rows]``."""
+    return kernels.seeds_from_generators(generators)
+
+
 class AncestralVerifier(Verifier):
     """Draws the next token from the warped target distribution (no draft).
 
     Lossless by construction: the token follows exactly the processed, warped target
-    distribution, drawn by inverse CDF with a uniform from the row's generator.
+    distribution, drawn by Gumbel-max with a seed from the row's generator.
     """
 
     name = "ancestral"
@@ -41,8 +47,7 @@ class AncestralVerifier(Verifier):
         """Sample one token per row from the root distribution."""
         if draft is not None:
             raise ValueError("the ancestral verifier does not verify drafts")
-        uniforms = draw_uniforms(view.generators)
-        tokens = self.warper.sample(output.logits[:, 0], uniforms)
+        tokens = self.warper.sample(output.logits[:, 0], draw_seeds(view.generators))
         return Selection.single(tokens.tolist())
 
 
@@ -74,4 +79,4 @@ def register_verifiers(register: Callable[[type[Verifier]], None]) -> None:
     register(AncestralVerifier)
 
 
-__all__ = ["SAMPLE", "AncestralVerifier", "SampleParams", "draw_uniforms"]
+__all__ = ["SAMPLE", "AncestralVerifier", "SampleParams", "draw_seeds", "draw_uniforms"]

@@ -1,4 +1,4 @@
-"""Shared fixtures: toy and tiny models, the embedded SmolLM2, hypothesis profiles."""
+"""Shared by every test suite in the repo (core, kernels, plugins): environment, hypothesis profiles, models."""
 
 from __future__ import annotations
 

@@ -1,0 +1,105 @@
+"""``penalties``: repetition, presence and frequency penalties from each row's history.
+
+Semantics, per row ``r`` (CTRL's repetition penalty; presence and frequency as in vLLM
+and the OpenAI API, counting generated tokens only)::
+
+    seen[t] = count of t in history[r]                        (where history_mask[r])
+    gen[t]  = count of t in history[r][prompt_lengths[r]:]
+    if seen[t] > 0:  x[t] = x[t] / rep[r] if x[t] > 0 else x[t] * rep[r]
+    x[t] -= presence[r] * (gen[t] > 0) + frequency[r] * gen[t]
+
+Parameters are scalars or per-row tensors. The result is a new tensor of the logits'
+dtype (the math runs in float32).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from decodekit_kernels._checks import FLOAT_DTYPES, check_shape, check_tensor, per_row, resolve_backend
+
+__all__ = ["penalties"]
+
+Backend = Literal["auto", "reference", "torch", "triton"]
+
+
+def penalties(
+    logits: torch.Tensor,
+    token_ids: torch.Tensor,
+    *,
+    repetition_penalty: float | torch.Tensor = 1.0,
+    presence_penalty: float | torch.Tensor = 0.0,
+    frequency_penalty: float | torch.Tensor = 0.0,
+    history_mask: torch.Tensor | None = None,
+    prompt_lengths: torch.Tensor | None = None,
+    backend: Backend = "auto",
+) -> torch.Tensor:
+    """Penalize each row's logits by its token history.
+
+    Parameters
+    ----------
+    logits : FloatTensor ``[rows, V]``
+    token_ids : LongTensor ``[rows, T]``
+        Each row's history (prompt then generated tokens), right-padded.
+    repetition_penalty : float or FloatTensor ``[rows]``
+        ``> 0``; 1 is off.
+    presence_penalty, frequency_penalty : float or FloatTensor ``[rows]``
+        0 is off.
+    history_mask : BoolTensor ``[rows, T]``, optional
+        False marks padding; None means every position counts.
+    prompt_lengths : LongTensor ``[rows]``, optional
+        Prompt tokens at the start of each history; None means 0 (all generated).
+    backend : {"auto", "reference", "torch", "triton"}
+
+    Returns
+    -------
+    FloatTensor ``[rows, V]``
+
+    Examples
+    --------
+    >>> import torch, decodekit_kernels as K
+    >>> K.penalties(torch.tensor([[2.0, -2.0, 1.0]]), torch.tensor([[0, 1]]),
+    ...             repetition_penalty=2.0).tolist()
+    [[1.0, -4.0, 1.0]]
+    """
+    op = "penalties"
+    check_tensor(op, "logits", logits, ndim=2, dtypes=FLOAT_DTYPES)
+    rows, vocab = logits.shape
+    device = logits.device
+    check_tensor(op, "token_ids", token_ids, ndim=2, dtypes=(torch.int64, torch.int32), device=device)
+    if token_ids.shape[0] != rows:
+        raise ValueError(f"{op}: token_ids has {token_ids.shape[0]} rows, the logits {rows}")
+    token_ids = token_ids.long()
+    if history_mask is None:
+        history_mask = torch.ones(token_ids.shape, dtype=torch.bool, device=device)
+    check_tensor(op, "history_mask", history_mask, ndim=2, dtypes=(torch.bool,), device=device)
+    check_shape(op, "history_mask", history_mask, token_ids.shape)
+    if token_ids.numel() and bool(
+        (history_mask & ((token_ids < 0) | (token_ids >= vocab))).any()
+    ):
+        raise ValueError(f"{op}: token_ids must lie in [0, {vocab}) where history_mask is set")
+    token_ids = torch.where(history_mask, token_ids, 0)
+    lengths = per_row(op, "prompt_lengths", 0 if prompt_lengths is None else prompt_lengths,
+                      rows, torch.int64, device)
+    rep = per_row(op, "repetition_penalty", repetition_penalty, rows, torch.float32, device)
+    pres = per_row(op, "presence_penalty", presence_penalty, rows, torch.float32, device)
+    freq = per_row(op, "frequency_penalty", frequency_penalty, rows, torch.float32, device)
+    if bool((rep <= 0).any()):
+        raise ValueError(f"{op}: repetition_penalty must be > 0")
+    chosen = resolve_backend(op, backend, device)
+    if chosen == "reference":
+        from decodekit_kernels.penalties import reference
+
+        return reference.penalties(logits, token_ids, history_mask, lengths, rep, pres, freq)
+    if chosen == "triton":
+        from decodekit_kernels._triton import require_triton
+
+        require_triton(op, device.type)
+        from decodekit_kernels.penalties import triton as triton_impl
+
+        return triton_impl.penalties(logits, token_ids, history_mask, lengths, rep, pres, freq)
+    from decodekit_kernels.penalties import vectorized
+
+    return vectorized.penalties(logits, token_ids, history_mask, lengths, rep, pres, freq)

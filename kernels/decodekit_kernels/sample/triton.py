@@ -1,0 +1,159 @@
+"""Triton kernel for ``sample``: no sort, exact truncation by bisection on float order.
+
+One program per row streams the row in blocks. The top-k and top-p cut-offs are found
+by bisection over the order-preserving integer keys of the scaled logits (32 passes
+each, only for rows that use them): the k-th largest value is the largest key with at
+least k values at or above it, and the top-p cut is the smallest key whose strictly
+larger values hold less than ``top_p`` of the mass. The token is the Gumbel-max over
+the kept tokens with the counter-based noise of :mod:`decodekit_kernels._noise`, so it
+equals the torch paths' token for the same seeds.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from decodekit_kernels._triton import tl, triton
+from decodekit_kernels._triton_noise import gumbel_noise, ordered_key
+
+BLOCK = 2048
+
+
+@triton.jit
+def _sample_kernel(
+    logits_ptr, stride_row, stride_col, seeds_ptr, temp_ptr, topk_ptr, topp_ptr, minp_ptr,
+    out_ptr, probs_ptr, V,
+    BLOCK: tl.constexpr, WRITE_PROBS: tl.constexpr,
+):
+    row = tl.program_id(0)
+    base = logits_ptr + row.to(tl.int64) * stride_row
+    temp = tl.load(temp_ptr + row)
+    greedy = temp == 0.0
+    inv_t = tl.where(greedy, 1.0, 1.0 / tl.where(greedy, 1.0, temp))
+    k = tl.load(topk_ptr + row)
+    top_p = tl.load(topp_ptr + row)
+    min_p = tl.load(minp_ptr + row)
+    offs = tl.arange(0, BLOCK)
+
+    # pass 1: max and argmax (lowest index on ties), smallest key
+    best = -float("inf")
+    best_idx = 0
+    lo_key = tl.full([], 2147483647, tl.int64)
+    for start in range(0, V, BLOCK):
+        idx = start + offs
+        x = tl.load(base + idx * stride_col, mask=idx < V, other=-float("inf")).to(tl.float32)
+        x = x * inv_t
+        bmax = tl.max(x, 0)
+        barg = tl.min(tl.where(x == bmax, idx, V), 0)
+        take = bmax > best
+        best_idx = tl.where(take, barg, best_idx)
+        best = tl.maximum(best, bmax)
+        lo_key = tl.minimum(lo_key, tl.min(tl.where(idx < V, ordered_key(x), 2147483647), 0))
+    hi_key = ordered_key(best)
+
+    # top-k: the largest key K with count(key >= K) >= k
+    kth_key = lo_key
+    if (k > 0) & (k < V) & (temp != 0.0):
+        lo = lo_key
+        hi = hi_key
+        while lo < hi:
+            mid = lo + (hi - lo + 1) // 2
+            count = 0
+            for start in range(0, V, BLOCK):
+                idx = start + offs
+                x = tl.load(base + idx * stride_col, mask=idx < V, other=-float("inf"))
+                key = ordered_key(x.to(tl.float32) * inv_t)
+                count += tl.sum(((key >= mid) & (idx < V)).to(tl.int32), 0)
+            if count >= k:
+                lo = mid
+            else:
+                hi = mid - 1
+        kth_key = lo
+
+    # mass of the top-k set
+    total = 0.0
+    for start in range(0, V, BLOCK):
+        idx = start + offs
+        x = tl.load(base + idx * stride_col, mask=idx < V, other=-float("inf")).to(tl.float32)
+        x = x * inv_t
+        keep = (ordered_key(x) >= kth_key) & (x > -float("inf")) & (idx < V)
+        total += tl.sum(tl.where(keep, tl.exp(x - best), 0.0), 0)
+
+    # top-p: the smallest key K whose strictly larger values hold less than top_p * total
+    cut_key = kth_key
+    if (top_p < 1.0) & (temp != 0.0):
+        limit = top_p * total
+        lo = kth_key
+        hi = hi_key
+        while lo < hi:
+            mid = lo + (hi - lo) // 2
+            mass = 0.0
+            for start in range(0, V, BLOCK):
+                idx = start + offs
+                x = tl.load(base + idx * stride_col, mask=idx < V, other=-float("inf"))
+                x = x.to(tl.float32) * inv_t
+                key = ordered_key(x)
+                above = (key > mid) & (key >= kth_key) & (x > -float("inf")) & (idx < V)
+                mass += tl.sum(tl.where(above, tl.exp(x - best), 0.0), 0)
+            if mass < limit:
+                hi = mid
+            else:
+                lo = mid + 1
+        cut_key = lo
+
+    # final pass: probabilities, or the Gumbel-max token
+    seed = tl.load(seeds_ptr + row)
+    kept_total = 0.0
+    if WRITE_PROBS:
+        for start in range(0, V, BLOCK):
+            idx = start + offs
+            x = tl.load(base + idx * stride_col, mask=idx < V, other=-float("inf"))
+            x = x.to(tl.float32) * inv_t
+            w = tl.exp(x - best)
+            keep = (ordered_key(x) >= cut_key) & (x > -float("inf")) & (w >= min_p) & (idx < V)
+            kept_total += tl.sum(tl.where(keep, w, 0.0), 0)
+    win = -float("inf")
+    win_idx = 0
+    for start in range(0, V, BLOCK):
+        idx = start + offs
+        x = tl.load(base + idx * stride_col, mask=idx < V, other=-float("inf"))
+        x = x.to(tl.float32) * inv_t
+        w = tl.exp(x - best)
+        keep = (ordered_key(x) >= cut_key) & (x > -float("inf")) & (w >= min_p) & (idx < V)
+        keep = tl.where(greedy, idx == best_idx, keep)
+        if WRITE_PROBS:
+            p = tl.where(greedy, 1.0, w / kept_total)
+            tl.store(probs_ptr + row.to(tl.int64) * V + idx, tl.where(keep, p, 0.0), mask=idx < V)
+        else:
+            score = tl.where(keep, x + gumbel_noise(seed, tl.full([], 0, tl.int64), idx), -float("inf"))
+            bmax = tl.max(score, 0)
+            barg = tl.min(tl.where(score == bmax, idx, V), 0)
+            take = bmax > win
+            win_idx = tl.where(take, barg, win_idx)
+            win = tl.maximum(win, bmax)
+    if not WRITE_PROBS:
+        tl.store(out_ptr + row, win_idx.to(tl.int64))
+
+
+def _launch(logits, seeds, temperature, top_k, top_p, min_p, write_probs):
+    rows, vocab = logits.shape
+    out = torch.empty(rows, dtype=torch.long, device=logits.device)
+    probs = torch.empty((rows, vocab) if write_probs else (1,), dtype=torch.float32,
+                        device=logits.device)
+    block = min(BLOCK, triton.next_power_of_2(vocab))
+    _sample_kernel[(rows,)](
+        logits, logits.stride(0), logits.stride(1), seeds, temperature, top_k, top_p, min_p,
+        out, probs, vocab, BLOCK=block, WRITE_PROBS=write_probs,
+    )
+    return probs if write_probs else out
+
+
+def sample(logits, seeds, temperature, top_k, top_p, min_p):
+    """Gumbel-max over each row's kept tokens: ``LongTensor[rows]``."""
+    return _launch(logits, seeds, temperature, top_k, top_p, min_p, False)
+
+
+def probs_after_sampling_params(logits, temperature, top_k, top_p, min_p):
+    """The truncated, renormalized distribution: float32 ``[rows, V]``."""
+    seeds = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+    return _launch(logits, seeds, temperature, top_k, top_p, min_p, True)
