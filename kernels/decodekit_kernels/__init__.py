@@ -14,11 +14,13 @@ from __future__ import annotations
 from decodekit_kernels._noise import gumbel, seeds_from_generators, uniforms
 from decodekit_kernels._triton import triton_available, triton_interpret
 from decodekit_kernels.apply_token_bitmask import apply_token_bitmask, unpack_bitmask
+from decodekit_kernels.degeneration_penalty import degeneration_penalty
 from decodekit_kernels.penalties import penalties
 from decodekit_kernels.sample import probs_after_sampling_params, sample
 
 __all__ = [
     "apply_token_bitmask",
+    "degeneration_penalty",
     "gumbel",
     "penalties",
     "probs_after_sampling_params",
