@@ -1,0 +1,53 @@
+"""A test-only strategy that runs a lookup drafter under exact-match (greedy) verification."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import Field
+
+from decodekit import hookimpl
+from decodekit.builtin.greedy import ArgmaxVerifier
+from decodekit.config import StrategyParams
+from decodekit.strategy import BuildContext, Guarantee, Pipeline, Strategy
+
+
+class DraftGreedyParams(StrategyParams):
+    """Parameters of the test strategy ``draft_greedy``."""
+
+    drafter: str = "prompt_lookup"
+    draft_length: int = Field(10, ge=1)
+    max_nodes: int | None = None
+    drafter_options: dict[str, Any] = Field(default_factory=dict)
+
+
+def _build(params: DraftGreedyParams, context: BuildContext) -> Pipeline:
+    factory = context.registry.get("drafters", params.drafter)
+    drafter = factory(
+        factory.Options(**params.drafter_options),
+        context=context,
+        draft_length=params.draft_length,
+        max_nodes=params.max_nodes,
+        warper=None,
+    )
+    return Pipeline(verifier=ArgmaxVerifier(), drafter=drafter)
+
+
+DRAFT_GREEDY = Strategy(
+    name="draft_greedy",
+    summary="Test only: a registered drafter verified by exact match (argmax).",
+    params=DraftGreedyParams,
+    guarantee=Guarantee.GREEDY_EQUIVALENT,
+    components=(("drafter", "{drafter}"), ("verifier", "argmax")),
+    build=_build,
+)
+
+
+class DraftGreedyPlugin:
+    """Registers ``draft_greedy`` (use with :func:`decodekit.testing.registered_plugin`)."""
+
+    @hookimpl
+    def register_strategies(self, register: Callable[[Strategy], None]) -> None:
+        """Register ``draft_greedy``."""
+        register(DRAFT_GREEDY)
