@@ -237,12 +237,12 @@ def _finish(request: GenerationRequest, state: DecodeState, seconds: float) -> G
                 score=row.score,
             )
         )
-    total = GenerationStats.of(
-        sum(len(r.token_ids) for r in state.done),
+    total = GenerationStats.of(  # over the reported rows (beam search keeps its own)
+        sum(len(r.token_ids) for r in rows),
         state.forward_passes,
         seconds,
-        sum(r.drafted_tokens for r in state.done),
-        sum(r.accepted_draft_tokens for r in state.done),
+        sum(r.drafted_tokens for r in rows),
+        sum(r.accepted_draft_tokens for r in rows),
     )
     return GenerationResult(completions=completions, stats=total)
 
@@ -362,13 +362,16 @@ class Engine:
         config: GenerationConfig | Mapping[str, Any] | None = None,
         *,
         raw: bool = False,
+        logits_processors: Sequence[Any] = (),
         **settings: Any,
     ) -> GenerationRequest:
         """Validate a call and build its pipeline (everything short of decoding).
 
         ``settings`` are generation-config fields (``strategy``, ``max_new_tokens``,
         ``stop``, ``seed``, ``constraint``, ``processors``, ``cache``); any other keyword
-        is a parameter of the strategy. They override ``config``.
+        is a parameter of the strategy. They override ``config``. ``logits_processors``
+        are processor objects (decodekit :class:`~decodekit.LogitsProcessor` or
+        transformers ``LogitsProcessor``) applied first, in order.
         """
         output_type = None
         if "constraint" in settings:
@@ -379,8 +382,12 @@ class Engine:
         registry = get_registry()
         strategy = registry.strategies[cfg.strategy].strategy
         pipeline = strategy.build(cfg.params, BuildContext(model=self.model, registry=registry))
-        for spec in cfg.processors:
+        for spec in reversed(cfg.processors):
             pipeline.processors.insert(0, registry.get("samplers", spec)())
+        if logits_processors:
+            from decodekit.hf import as_processor
+
+            pipeline.processors[:0] = [as_processor(p) for p in logits_processors]
         if cfg.cache != "full":
             pipeline.cache_policy = registry.get("caches", cfg.cache)()
         constraint = None
@@ -435,7 +442,8 @@ class Engine:
             Skip the chat template.
         **settings
             Config fields or strategy parameters, e.g. ``strategy="sample"``,
-            ``temperature=0.7``, ``max_new_tokens=64``, ``seed=0``.
+            ``temperature=0.7``, ``max_new_tokens=64``, ``seed=0``; and
+            ``logits_processors``, processor objects as for :meth:`request`.
         """
         result = self.run(self.request(prompts, config, raw=raw, **settings))
         if _is_single(prompts) and len(result.completions) == 1:

@@ -23,7 +23,7 @@ from decodekit.engine import Engine
 from decodekit.strategy import Guarantee, Pipeline, Strategy
 from decodekit.testing import MarkovModel, registered_plugin
 
-PROMPTS = [[1], [2, 3], [4, 5, 6]]
+PROMPTS = [[1], [2, 3], [4, 5, 1]]
 
 
 def markov_engine(vocab=8, seed=1):
@@ -166,8 +166,8 @@ def test_hook_register_caches(tiny):
 
     engine = Engine(tiny)
     with registered_plugin(Plugin(), name="caching"):
-        counted = engine.generate([[5, 6, 7]], strategy="greedy", cache="counting", max_new_tokens=6)
-    plain = engine.generate([[5, 6, 7]], strategy="greedy", max_new_tokens=6)
+        counted = engine.generate([5, 6, 7], strategy="greedy", cache="counting", max_new_tokens=6)
+    plain = engine.generate([5, 6, 7], strategy="greedy", max_new_tokens=6)
     assert counted.token_ids == plain.token_ids
     assert CountingCache.calls == counted.stats.forward_passes
 
@@ -253,7 +253,7 @@ def test_hook_run_generation():
 
     engine = markov_engine()
     with registered_plugin(Wrapper(), name="timing"):
-        out = engine.generate([[1]], strategy="greedy", max_new_tokens=5)
+        out = engine.generate([1], strategy="greedy", max_new_tokens=5)
     assert calls == ["greedy", len(out.token_ids)]
 
 

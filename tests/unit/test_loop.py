@@ -58,7 +58,7 @@ def test_stream_yields_the_same_tokens_as_generate(engine):
 
 
 def test_stats(engine):
-    out = engine.generate([[0]], strategy="greedy", max_new_tokens=6)
+    out = engine.generate([0], strategy="greedy", max_new_tokens=6)
     stats = out.stats
     assert stats.new_tokens == len(out.token_ids)
     assert stats.forward_passes == len(out.token_ids)

@@ -25,7 +25,8 @@ def fresh_plugins():
 def make_distribution(root, dist, module, body):
     """A fake installed distribution with a ``decodekit`` entry point."""
     (root / f"{module}.py").write_text(textwrap.dedent(body))
-    info = root / f"{dist}-1.2.3.dist-info"
+    # dist-info folders use the normalized name: importlib.metadata reads it from the stem
+    info = root / f"{dist.replace('-', '_')}-1.2.3.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
     (info / "entry_points.txt").write_text(f"[decodekit]\n{dist} = {module}\n")

@@ -73,7 +73,9 @@ class MirostatVerifier(Verifier):
             self.mu = torch.full((logits.shape[0],), 2.0 * self.tau)
         probs = self.truncated(logits, self.mu)
         tokens = inverse_cdf(probs, draw_uniforms(view.generators))
-        observed = -torch.log2(probs.gather(1, tokens.unsqueeze(1)).squeeze(1))
+        # surprise under the model's own distribution: that is what mu bounds and tau targets
+        model_probs = torch.softmax(logits.float() / self.temperature, dim=-1)
+        observed = -torch.log2(model_probs.gather(1, tokens.unsqueeze(1)).squeeze(1))
         self.mu = self.mu - self.eta * (observed - self.tau)
         return Selection.single(tokens.tolist())
 

@@ -34,9 +34,12 @@ def test_high_tau_is_plain_sampling():
 
 
 def test_surprise_tracks_tau():
-    """On a flat 64-token chain (6 bits per token), tau=3 holds surprise near 3 bits."""
+    """On a 64-token chain of entropy ~4.4 bits, tau=3 holds the surprise near 3 bits.
+
+    (The target must be reachable: the most likely tokens must have surprise below tau.)
+    """
     vocab = 64
-    model = MarkovModel(torch.randn(vocab, vocab, generator=torch.Generator().manual_seed(0)) * 0.3)
+    model = MarkovModel(torch.randn(vocab, vocab, generator=torch.Generator().manual_seed(0)) * 1.5)
     out = Engine(model).generate([[0]] * 8, strategy="mirostat", tau=3.0, eta=0.2,
                                  max_new_tokens=200, seed=0)
     surprises = []
@@ -47,8 +50,8 @@ def test_surprise_tracks_tau():
             previous = token
     plain = -(model.log_probs.exp() * model.log_probs).sum(-1).mean() / math.log(2)
     mean = sum(surprises) / len(surprises)
-    assert abs(mean - 3.0) < 0.6, mean
-    assert plain > 5.0  # without mirostat the surprise would be near 6 bits
+    assert abs(mean - 3.0) < 0.3, mean
+    assert plain > 4.0  # without mirostat the surprise would be near 4.4 bits
 
 
 def test_invalid_parameters_name_the_field():

@@ -1,0 +1,165 @@
+"""The conformance kit catches broken plugins and passes correct ones."""
+
+import pytest
+import torch
+from pydantic import Field
+
+import decodekit_mirostat
+from decodekit import hookimpl
+from decodekit.builtin import greedy, sample
+from decodekit.builtin.greedy import ArgmaxVerifier
+from decodekit.builtin.sample import AncestralVerifier, draw_seeds
+from decodekit.components import Drafter, Selection, Verifier
+from decodekit.config import StrategyParams
+from decodekit.strategy import Guarantee, Pipeline, Strategy
+from decodekit.testing import (
+    PluginCheckError,
+    assert_greedy_equivalent,
+    assert_lossless,
+    check_plugin,
+)
+
+
+def test_builtins_and_the_example_plugin_conform():
+    assert check_plugin(greedy).registered["strategies"] == ("greedy",)
+    assert check_plugin(sample).registered["verifiers"] == ("ancestral",)
+    report = check_plugin(decodekit_mirostat)
+    assert report.registered["strategies"] == ("mirostat",)
+    assert "register_verifiers" in report.hooks
+    assert check_plugin("mirostat").name == "mirostat"  # by installed name
+
+
+def test_unknown_installed_plugin_name():
+    with pytest.raises(PluginCheckError, match="no installed decodekit plugin"):
+        check_plugin("no-such-plugin")
+
+
+class BadDefaultParams(StrategyParams):
+    width: int = Field(-1, ge=0, description="A default that violates its own bound.")
+
+
+class BadParamsPlugin:
+    @hookimpl
+    def register_strategies(self, register):
+        register(Strategy("bad_default", "x", BadDefaultParams, Guarantee.NONE, (), lambda p, c: None))
+
+
+def test_invalid_parameter_model_fails_check_plugin():
+    with pytest.raises(PluginCheckError, match=r"params\.width is invalid"):
+        check_plugin(BadParamsPlugin(), name="bad-params")
+
+
+class HalfDrafter(Drafter):  # forgets to implement draft()
+    name = "half"
+
+
+class WrongKinds:
+    @hookimpl
+    def register_drafters(self, register):
+        register(HalfDrafter)
+        register(ArgmaxVerifier)  # a verifier in the drafters family
+
+    @hookimpl
+    def register_verifiers(self, register):
+        register(object())  # no name
+
+
+def test_components_are_checked_against_their_contracts():
+    with pytest.raises(PluginCheckError) as info:
+        check_plugin(WrongKinds(), name="wrong-kinds")
+    message = str(info.value)
+    assert "'half' does not implement draft" in message
+    assert "'argmax' must be a subclass of decodekit.Drafter" in message
+    assert "has no non-empty 'name'" in message
+
+
+class Misspelled:
+    @hookimpl
+    def register_strategy(self, register):  # not a decodekit hook
+        pass
+
+
+def test_unknown_hook_fails_check_plugin():
+    with pytest.raises(PluginCheckError, match="register_strategy"):
+        check_plugin(Misspelled(), name="misspelled")
+
+
+def test_name_clash_with_an_installed_plugin():
+    class Clash:
+        @hookimpl
+        def register_verifiers(self, register):
+            class Other(ArgmaxVerifier):
+                name = "argmax"
+
+            register(Other)
+
+    with pytest.raises(PluginCheckError, match="'argmax' is already registered by plugin"):
+        check_plugin(Clash(), name="clash")
+
+
+class SquaredVerifier(Verifier):
+    """Deliberately biased: samples from p**2 renormalized instead of p."""
+
+    name = "squared"
+    lossless = True  # a false claim the kit must catch
+
+    def __init__(self, warper):
+        self.warper = warper
+
+    def select(self, view, output, draft):
+        probs = self.warper.probs(output.logits[:, 0]) ** 2
+        scores = torch.log(probs) + torch.distributions.Gumbel(0.0, 1.0).sample(probs.shape)
+        del view
+        return Selection.single(scores.argmax(-1).tolist())
+
+
+def test_a_biased_verifier_fails_assert_lossless():
+    torch.manual_seed(0)
+    with pytest.raises(AssertionError, match="chi-square rejects"):
+        assert_lossless(verifier=SquaredVerifier, temperature=1.0, samples=2000)
+
+
+def test_correct_verifiers_pass_assert_lossless():
+    """3000 samples at alpha = 1e-4 (a correct sampler fails with probability 1e-4)."""
+    result = assert_lossless(verifier="ancestral", temperature=0.8, top_p=0.9)
+    assert result.samples == 3000
+    assert_lossless("sample", temperature=1.3, top_k=3, seed=5)
+
+
+class EveryOtherTokenDrafter(Drafter):
+    """Proposes token 0 after everything: a deterministic draft the verifier must check."""
+
+    name = "zeros"
+
+    def draft(self, view):
+        from decodekit.components import DraftTree
+
+        return DraftTree.chain(torch.zeros((len(view.sequences), 2), dtype=torch.long))
+
+
+def test_assert_greedy_equivalent_with_a_drafter_and_a_strategy():
+    assert_greedy_equivalent(drafter=EveryOtherTokenDrafter, verifier=ArgmaxVerifier)
+    assert_greedy_equivalent("sample", temperature=0.0)
+
+
+class OffByOneVerifier(Verifier):
+    name = "off_by_one"
+
+    def select(self, view, output, draft):
+        return Selection.single(((output.logits[:, 0].argmax(-1) + 1) % 8).tolist())
+
+
+def test_assert_greedy_equivalent_catches_a_wrong_verifier():
+    with pytest.raises(AssertionError, match="greedy produced"):
+        assert_greedy_equivalent(verifier=OffByOneVerifier)
+
+
+def test_assert_lossless_accepts_a_strategy_object():
+    def build(params, context):
+        from decodekit.sampling import Warper
+
+        return Pipeline(verifier=AncestralVerifier(Warper.from_params(params)))
+
+    strategy = Strategy("my_sampler", "x", sample.SampleParams, Guarantee.LOSSLESS, (), build)
+    assert_lossless(strategy, temperature=0.7)
+    assert draw_seeds([torch.Generator().manual_seed(1)]).dtype == torch.int64
