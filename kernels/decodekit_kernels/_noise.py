@@ -32,7 +32,9 @@ def _mul32(a: torch.Tensor, b: int) -> torch.Tensor:
     return (lo + (hi << 16)) & MASK32
 
 
-def uniforms(seeds: torch.Tensor, counter: torch.Tensor | int, tokens: torch.Tensor) -> torch.Tensor:
+def uniforms(
+    seeds: torch.Tensor, counter: torch.Tensor | int, tokens: torch.Tensor
+) -> torch.Tensor:
     """Uniforms in (0, 1), float32, broadcast over ``seeds``, ``counter`` and ``tokens``.
 
     Parameters

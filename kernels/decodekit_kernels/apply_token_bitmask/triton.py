@@ -21,10 +21,7 @@ def _bitmask_kernel(
 ):
     pid = tl.program_id(0)
     block = tl.program_id(1)
-    if HAS_INDICES:
-        row = tl.load(indices_ptr + pid).to(tl.int64)
-    else:
-        row = pid.to(tl.int64)
+    row = tl.load(indices_ptr + pid).to(tl.int64) if HAS_INDICES else pid.to(tl.int64)
     tokens = block * BLOCK + tl.arange(0, BLOCK)
     words = tokens // 32
     word = tl.load(bitmask_ptr + row * bitmask_stride + words, mask=words < W, other=0)

@@ -18,7 +18,13 @@ from typing import Literal
 
 import torch
 
-from decodekit_kernels._checks import FLOAT_DTYPES, check_shape, check_tensor, per_row, resolve_backend
+from decodekit_kernels._checks import (
+    FLOAT_DTYPES,
+    check_shape,
+    check_tensor,
+    per_row,
+    resolve_backend,
+)
 
 __all__ = ["penalties"]
 
@@ -68,7 +74,9 @@ def penalties(
     check_tensor(op, "logits", logits, ndim=2, dtypes=FLOAT_DTYPES)
     rows, vocab = logits.shape
     device = logits.device
-    check_tensor(op, "token_ids", token_ids, ndim=2, dtypes=(torch.int64, torch.int32), device=device)
+    check_tensor(
+        op, "token_ids", token_ids, ndim=2, dtypes=(torch.int64, torch.int32), device=device
+    )
     if token_ids.shape[0] != rows:
         raise ValueError(f"{op}: token_ids has {token_ids.shape[0]} rows, the logits {rows}")
     token_ids = token_ids.long()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from decodekit_kernels._triton import tl, triton
+from decodekit_kernels._triton import tl, triton, triton_interpret
 
 BLOCK_T = 256
 BLOCK_V = 2048
@@ -58,10 +58,14 @@ def penalties(logits, token_ids, history_mask, prompt_lengths, repetition, prese
             ids, ids.stride(0), mask, mask.stride(0), prompt_lengths, seen, gen, width, vocab,
             BLOCK_T=BLOCK_T,
         )
-    out = torch.empty((rows, vocab), dtype=logits.dtype, device=logits.device)
+    # The interpreter truncates float32 -> bfloat16 instead of rounding to nearest even
+    # (CUDA rounds); there the kernel writes float32 and torch rounds.
+    rounds_badly = triton_interpret and logits.dtype == torch.bfloat16
+    out_dtype = torch.float32 if rounds_badly else logits.dtype
+    out = torch.empty((rows, vocab), dtype=out_dtype, device=logits.device)
     block = min(BLOCK_V, triton.next_power_of_2(vocab))
     _apply_kernel[(rows, triton.cdiv(vocab, block))](
         logits, logits.stride(0), logits.stride(1), out, seen, gen, repetition, presence,
         frequency, vocab, BLOCK_V=block,
     )
-    return out
+    return out.to(logits.dtype)

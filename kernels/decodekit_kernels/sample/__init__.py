@@ -110,7 +110,9 @@ def sample(
     t, k, p, m = _prepare(op, logits, temperature, top_k, top_p, min_p)
     check_tensor(op, "seeds", seeds, ndim=1, dtypes=(torch.int64,))
     if seeds.shape[0] != logits.shape[0]:
-        raise ValueError(f"{op}: seeds must have shape ({logits.shape[0]},), got {tuple(seeds.shape)}")
+        raise ValueError(
+            f"{op}: seeds must have shape ({logits.shape[0]},), got {tuple(seeds.shape)}"
+        )
     seeds = seeds.to(logits.device)
     chosen = resolve_backend(op, backend, logits.device)
     if chosen == "reference":

@@ -52,7 +52,7 @@ def keep_mask(
 
     Rows with temperature 0 keep only their argmax.
     """
-    rows, vocab = logits.shape
+    vocab = logits.shape[1]
     greedy = temperature == 0
     x = logits.float() / torch.where(greedy, 1.0, temperature).unsqueeze(1)
     neg_inf = torch.tensor(float("-inf"), device=x.device)
