@@ -1,4 +1,15 @@
-"""A test-only strategy that runs a lookup drafter under exact-match (greedy) verification."""
+"""A test strategy that runs any registered drafter under exact-match (greedy) verification.
+
+``draft_greedy`` is not registered by the plugin: tests and benchmarks register it for a
+``with`` block, so drafters can be checked without depending on another plugin's
+speculative strategy::
+
+    from decodekit.testing import registered_plugin
+    from decodekit_lookup.testing import DraftGreedyPlugin
+
+    with registered_plugin(DraftGreedyPlugin()):
+        engine.generate(prompt, strategy="draft_greedy", drafter="prompt_lookup")
+"""
 
 from __future__ import annotations
 
@@ -11,6 +22,8 @@ from decodekit import hookimpl
 from decodekit.builtin.greedy import ArgmaxVerifier
 from decodekit.config import StrategyParams
 from decodekit.strategy import BuildContext, Guarantee, Pipeline, Strategy
+
+__all__ = ["DRAFT_GREEDY", "DraftGreedyParams", "DraftGreedyPlugin"]
 
 
 class DraftGreedyParams(StrategyParams):
