@@ -20,6 +20,7 @@ import torch
 
 from decodekit_kernels._checks import (
     FLOAT_DTYPES,
+    check_finite_logits,
     check_shape,
     check_tensor,
     per_row,
@@ -47,6 +48,8 @@ def penalties(
     Parameters
     ----------
     logits : FloatTensor ``[rows, V]``
+        float32, float16 or bfloat16; any strides. ``-inf`` (a masked token) stays
+        ``-inf``; NaN and ``+inf`` are errors.
     token_ids : LongTensor ``[rows, T]``
         Each row's history (prompt then generated tokens), right-padded.
     repetition_penalty : float or FloatTensor ``[rows]``
@@ -94,6 +97,7 @@ def penalties(
     rep = per_row(op, "repetition_penalty", repetition_penalty, rows, torch.float32, device)
     pres = per_row(op, "presence_penalty", presence_penalty, rows, torch.float32, device)
     freq = per_row(op, "frequency_penalty", frequency_penalty, rows, torch.float32, device)
+    check_finite_logits(op, logits)
     if bool((rep <= 0).any()):
         raise ValueError(f"{op}: repetition_penalty must be > 0")
     chosen = resolve_backend(op, backend, device)

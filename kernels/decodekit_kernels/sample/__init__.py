@@ -83,7 +83,8 @@ def sample(
         float32, float16 or bfloat16; any strides. ``-inf`` masks a token; NaN and
         ``+inf`` are errors.
     seeds : LongTensor ``[rows]``
-        The randomness: one int64 seed per row (see :mod:`decodekit_kernels._noise`).
+        The randomness: one int64 seed per row (see :mod:`decodekit_kernels._noise`);
+        on the logits' device or on the CPU.
     temperature : float or FloatTensor ``[rows]``
         ``> 0``, or 0 for argmax (lowest index on ties).
     top_k : int or IntTensor ``[rows]``
@@ -113,6 +114,8 @@ def sample(
         raise ValueError(
             f"{op}: seeds must have shape ({logits.shape[0]},), got {tuple(seeds.shape)}"
         )
+    if seeds.device != logits.device and seeds.device.type != "cpu":
+        raise ValueError(f"{op}: seeds is on {seeds.device} but the logits are on {logits.device}")
     seeds = seeds.to(logits.device)
     chosen = resolve_backend(op, backend, logits.device)
     if chosen == "reference":
