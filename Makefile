@@ -11,6 +11,9 @@ CONFIG ?= examples/sample.toml
 export TRITON_INTERPRET ?= 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+# quiet the mkdocs-material banner about MkDocs 2
+export NO_MKDOCS_2_WARNING := 1
+export DISABLE_MKDOCS_2_WARNING := true
 
 .PHONY: setup model run test lint docs docs-serve bench clean
 

@@ -1,4 +1,4 @@
-"""Shared by every test suite in the repo (core, kernels, plugins): environment, hypothesis profiles, models."""
+"""Shared by every test suite (core, kernels, plugins): environment, hypothesis, models."""
 
 from __future__ import annotations
 

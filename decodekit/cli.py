@@ -1,6 +1,7 @@
 """The ``decodekit`` command.
 
-Commands: ``run`` (generate text), ``strategies`` and ``plugins`` (listings),
+Commands: ``run`` (generate text), ``bench`` (strategies side by side), ``strategies`` and
+``plugins`` (listings),
 ``config-schema`` (JSON Schema of configs) and ``model prepare`` (convert and cache the
 embedded model). Errors a user can cause print one clear message and exit with status 2.
 """
@@ -168,9 +169,13 @@ def run(
     engine = Engine(model_path, dtype=model_dtype)  # type: ignore[arg-type]
     request = engine.request(prompts, base, raw=use_raw, **settings)
     result = engine.run(request)
+    several = len(result.completions) != len(prompts)  # e.g. beam num_return_sequences
     for completion in result.completions:
         if json_:
-            out.print(json.dumps(completion.as_dict(), ensure_ascii=False), markup=False)
+            record = completion.as_dict()
+            if several:
+                record["prompt_index"] = completion.prompt_index
+            out.print(json.dumps(record, ensure_ascii=False), markup=False)
         else:
             out.print(completion.text, markup=False)
     if not json_:
@@ -250,6 +255,81 @@ def config_schema(
     from decodekit.config import generation_config_schema
 
     out.print(json.dumps(generation_config_schema(strategy), indent=2), markup=False)
+
+
+@app.command()
+@handle_errors
+def bench(
+    strategy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--strategy",
+            "-s",
+            help="NAME or NAME:key=value,... (repeatable); the first is the baseline.",
+        ),
+    ] = None,
+    prompts_file: Annotated[
+        Path | None, typer.Option(help="Prompts, one per line (default: a built-in set).")
+    ] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="New tokens per prompt.")] = 64,
+    repeats: Annotated[int, typer.Option(help="Runs per strategy and prompt.")] = 1,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    model: Annotated[str | None, typer.Option(help="Local HF model directory.")] = None,
+    dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
+    raw: Annotated[bool, typer.Option(help="Skip the chat template.")] = False,
+    output: Annotated[
+        Path, typer.Option("--out", help="Writes OUT.md (table) and OUT.png (chart).")
+    ] = Path("benchmarks/results/bench"),
+) -> None:
+    """Run strategies side by side on the same prompts; print and save a table and chart."""
+    from rich.progress import Progress
+
+    from decodekit.bench import (
+        DEFAULT_PROMPTS,
+        markdown_table,
+        parse_spec,
+        run_bench,
+        write_chart,
+    )
+    from decodekit.engine import Engine
+    from decodekit.plugins import get_strategy
+
+    specs = [parse_spec(s) for s in (strategy or ["greedy", "sample:temperature=0.7"])]
+    for spec in specs:
+        get_strategy(spec.name)  # unknown names fail before the model loads
+    if dtype not in ("float32", "bfloat16"):
+        raise ConfigError(f"--dtype must be float32 or bfloat16, got {dtype!r}")
+    if max_new_tokens < 1 or repeats < 1:
+        raise ConfigError("--max-new-tokens and --repeats must be >= 1")
+    prompts = _read_prompts(None, prompts_file) if prompts_file else list(DEFAULT_PROMPTS)
+    engine = Engine(model, dtype=dtype)  # type: ignore[arg-type]
+    total = len(specs) * len(prompts) * repeats
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("benchmarking", total=total)
+        results = run_bench(
+            engine, specs, prompts, max_new_tokens=max_new_tokens, seed=seed,
+            repeats=repeats, raw=raw,
+            progress=lambda label: progress.update(task, advance=1, description=label),
+        )
+    title = (
+        f"{getattr(engine.model, 'name', 'model')}, {dtype}, {len(prompts)} prompts x "
+        f"{max_new_tokens} new tokens x {repeats}"
+    )
+    table = Table(title=title)
+    for column in ("strategy", "tokens/s", "forwards/token", "accepted/forward", "ratio"):
+        table.add_column(column, justify="left" if column == "strategy" else "right")
+    base = results[0].tokens_per_second
+    for r in results:
+        table.add_row(
+            r.spec.label, f"{r.tokens_per_second:.1f}", f"{r.forwards_per_token:.2f}",
+            f"{r.accepted_per_forward:.2f}", f"{r.tokens_per_second / base:.2f}x" if base else "-",
+        )
+    out.print(table)
+    markdown = markdown_table(results, title=f"**{title}**")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.with_suffix(".md").write_text(markdown, encoding="utf-8")
+    write_chart(results, output.with_suffix(".png"), title=title)
+    err.print(f"[dim]wrote {output.with_suffix('.md')} and {output.with_suffix('.png')}[/dim]")
 
 
 @model_app.command("prepare")

@@ -228,7 +228,9 @@ def _parse_file(path: Path) -> Any:
             found = re.search(r"\(at line (\d+), column \d+\)", message)
             line = getattr(exc, "lineno", None) or (int(found.group(1)) if found else None)
             where = f"{path}:{line}" if line else str(path)
-            reason = getattr(exc, "msg", None) or (message[: found.start()].strip() if found else message)
+            reason = getattr(exc, "msg", None) or (
+                message[: found.start()].strip() if found else message
+            )
             raise ConfigError(f"{where}: TOML syntax error: {reason}") from None
     if suffix in (".yaml", ".yml"):
         import yaml

@@ -2,8 +2,8 @@
 
 - :func:`custom_generate` makes any decodekit strategy usable from transformers::
 
-      model.generate(input_ids, max_new_tokens=32,
-                     custom_generate=decodekit.hf.custom_generate("contrastive", top_k=4, alpha=0.6))
+      fn = decodekit.hf.custom_generate("contrastive", top_k=4, alpha=0.6)
+      model.generate(input_ids, max_new_tokens=32, custom_generate=fn)
 
   transformers 5.x accepts a callable as ``custom_generate`` and calls it with the model,
   the prepared ``input_ids`` (left-padded for batches), its logits processors and stopping

@@ -16,6 +16,8 @@ MODULES = {
     "decodekit.sampling": "Warping and sampling",
     "decodekit.testing": "Test kit",
     "decodekit.embedded": "Embedded model",
+    "decodekit.hf": "transformers integration",
+    "decodekit.bench": "Benchmark runner",
     "decodekit.errors": "Errors",
     "decodekit.builtin.greedy": "Built-in: greedy",
     "decodekit.builtin.sample": "Built-in: sample",

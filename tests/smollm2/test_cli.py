@@ -106,3 +106,22 @@ def test_config_schema_command():
     schema = json.loads(invoke("config-schema", "sample").stdout)
     assert schema["properties"]["strategy"]["const"] == "sample"
     assert "oneOf" in json.loads(invoke("config-schema").stdout)
+
+
+@pytest.mark.smollm2
+def test_bench_writes_table_and_chart(tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Name a colour.\n")
+    result = invoke("bench", "--strategy", "greedy", "--strategy", "sample:temperature=0.7",
+                    "--prompts-file", str(prompts), "--max-new-tokens", "4",
+                    "--out", str(tmp_path / "bench"))
+    assert result.exit_code == 0, result.output
+    table = (tmp_path / "bench.md").read_text()
+    assert "| greedy |" in table and "| sample(temperature=0.7) |" in table
+    assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_unknown_strategy_fails_before_loading():
+    result = invoke("bench", "--strategy", "gredy")
+    assert result.exit_code == 2
+    assert "greedy" in result.output

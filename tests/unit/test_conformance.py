@@ -1,10 +1,10 @@
 """The conformance kit catches broken plugins and passes correct ones."""
 
+import decodekit_mirostat
 import pytest
 import torch
 from pydantic import Field
 
-import decodekit_mirostat
 from decodekit import hookimpl
 from decodekit.builtin import greedy, sample
 from decodekit.builtin.greedy import ArgmaxVerifier

@@ -32,14 +32,17 @@ from decodekit.sampling import inverse_cdf
 __all__ = ["MIROSTAT", "MirostatParams", "MirostatVerifier"]
 
 
+# --8<-- [start:params]
 class MirostatParams(StrategyParams):
     """Parameters of ``mirostat``."""
 
     tau: float = Field(5.0, gt=0.0, description="Target surprise in bits per token.")
     eta: float = Field(0.1, gt=0.0, le=1.0, description="Learning rate of the threshold mu.")
     temperature: float = Field(1.0, gt=0.0, description="Softmax temperature before truncation.")
+# --8<-- [end:params]
 
 
+# --8<-- [start:verifier]
 class MirostatVerifier(Verifier):
     """Draws each row's token from the tokens whose surprise is at most the row's ``mu``.
 
@@ -85,6 +88,10 @@ class MirostatVerifier(Verifier):
             self.mu = self.mu.index_select(0, rows)
 
 
+# --8<-- [end:verifier]
+
+
+# --8<-- [start:strategy]
 def _build(params: MirostatParams, context: object) -> Pipeline:
     return Pipeline(verifier=MirostatVerifier(params.tau, params.eta, params.temperature))
 
@@ -109,3 +116,4 @@ def register_strategies(register: Callable[[Strategy], None]) -> None:
 def register_verifiers(register: Callable[[type[Verifier]], None]) -> None:
     """Register the ``mirostat`` verifier."""
     register(MirostatVerifier)
+# --8<-- [end:strategy]

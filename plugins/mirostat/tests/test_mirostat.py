@@ -2,6 +2,7 @@
 
 import math
 
+import decodekit_mirostat
 import pytest
 import torch
 
@@ -10,7 +11,9 @@ from decodekit.engine import Engine
 from decodekit.errors import ConfigError
 from decodekit.testing import (
     MarkovModel,
+    assert_lossless,
     assert_matches_distribution,
+    check_plugin,
     exact_sequence_distribution,
     sample_sequences,
 )
@@ -24,6 +27,11 @@ def test_registered_through_its_entry_point():
     assert info.version == "0.1.0"
 
 
+# --8<-- [start:conformance]
+def test_plugin_conforms():
+    check_plugin(decodekit_mirostat)
+
+
 def test_high_tau_is_plain_sampling():
     """With tau far above every surprise nothing is cut: the exact target distribution."""
     model = MarkovModel.random(5, seed=3)
@@ -31,6 +39,9 @@ def test_high_tau_is_plain_sampling():
     counts = sample_sequences(model, [0], length=3, n=3000, strategy="mirostat",
                               tau=1000.0, temperature=0.9, seed=4)
     assert_matches_distribution(counts, exact, alpha=1e-4)
+    # the same check through the kit: 3000 samples, chi-square at alpha = 1e-4
+    assert_lossless("mirostat", model=model, tau=1000.0, temperature=0.9, seed=4)
+# --8<-- [end:conformance]
 
 
 def test_surprise_tracks_tau():
