@@ -17,6 +17,8 @@ from decodekit_kernels.apply_token_bitmask import apply_token_bitmask, unpack_bi
 from decodekit_kernels.degeneration_penalty import degeneration_penalty
 from decodekit_kernels.penalties import penalties
 from decodekit_kernels.sample import probs_after_sampling_params, sample
+from decodekit_kernels.verify_chain import verify_chain
+from decodekit_kernels.verify_tree import verify_tree
 
 __all__ = [
     "apply_token_bitmask",
@@ -30,4 +32,6 @@ __all__ = [
     "triton_interpret",
     "uniforms",
     "unpack_bitmask",
+    "verify_chain",
+    "verify_tree",
 ]

@@ -1,0 +1,150 @@
+"""Speculative decoding as a decodekit plugin: pluggable drafters, lossless verification.
+
+A drafter proposes a chain or tree of tokens per row; the target model scores them all in
+one forward; a verifier commits the longest acceptable prefix plus one token. Under
+sampling settings verification is rejection sampling (:mod:`~decodekit_speculative.verifiers`),
+so the output follows the target distribution exactly (``lossless``); under greedy settings
+it is exact match, so the tokens equal plain greedy decoding.
+
+Any registered drafter that follows :mod:`decodekit_speculative.protocol` can be named in
+``drafter``; this package registers ``draft_model`` and ``layer_skip``
+(:mod:`~decodekit_speculative.drafters`)::
+
+    engine.generate(prompt, strategy="speculative", drafter="layer_skip",
+                    draft_length=4, temperature=0.7, seed=0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from decodekit import hookimpl
+from decodekit.builtin.greedy import ArgmaxVerifier
+from decodekit.builtin.processors import PenaltiesProcessor
+from decodekit.components import Drafter, Verifier
+from decodekit.config import SamplingParams
+from decodekit.sampling import Warper
+from decodekit.strategy import BuildContext, Guarantee, Pipeline, Strategy
+from decodekit_speculative.adaptive import AdaptiveDraftLength, best_draft_length
+from decodekit_speculative.drafters import DraftModelDrafter, LayerSkipDrafter
+from decodekit_speculative.protocol import (
+    DrafterFactory,
+    build_drafter,
+    validate_drafter_options,
+)
+from decodekit_speculative.verifiers import RejectionChainVerifier, RejectionTreeVerifier
+
+__all__ = [
+    "SPECULATIVE",
+    "AdaptiveDraftLength",
+    "DraftModelDrafter",
+    "DrafterFactory",
+    "LayerSkipDrafter",
+    "RejectionChainVerifier",
+    "RejectionTreeVerifier",
+    "SpeculativeParams",
+    "best_draft_length",
+    "build_drafter",
+]
+
+
+class SpeculativeParams(SamplingParams):
+    """Parameters of ``speculative``: the sampling settings plus the drafter's.
+
+    ``drafter_options`` are validated against the chosen drafter's own ``Options`` model
+    when the config is validated; errors name ``drafter_options.<field>``.
+    """
+
+    drafter: str = Field(
+        "layer_skip", description="Name of a registered drafter (see `decodekit plugins`)."
+    )
+    draft_length: int = Field(
+        4, ge=1, description="Draft chain length, or tree depth (maximum, when adaptive)."
+    )
+    max_nodes: int | None = Field(
+        None, ge=1, description="Node budget per row for tree drafts; None: the drafter's default."
+    )
+    verify: Literal["chain", "tree"] = Field(
+        "chain",
+        description="'chain': speculative sampling of one chain; 'tree': recursive rejection "
+        "sampling over a token tree (needed for drafters that propose trees).",
+    )
+    drafter_options: dict[str, Any] = Field(
+        default_factory=dict, description="The drafter's own options (its Options model)."
+    )
+    adaptive: bool = Field(
+        False, description="Adapt the draft length to the observed acceptance rate."
+    )
+    draft_cost: float = Field(
+        0.1, ge=0.0,
+        description="Adaptive mode: cost of one draft token relative to one target forward.",
+    )
+
+    @model_validator(mode="after")
+    def _check_drafter(self) -> SpeculativeParams:
+        from decodekit.plugins import get_registry
+
+        factory = get_registry().get("drafters", self.drafter)
+        validate_drafter_options(factory, self.drafter_options)
+        return self
+
+
+def make_verifier(params: SpeculativeParams, warper: Warper, backend: str) -> Verifier:
+    """Exact match under greedy settings, rejection sampling (chain or tree) otherwise."""
+    if warper.is_greedy:
+        return ArgmaxVerifier()
+    if params.verify == "tree":
+        return RejectionTreeVerifier(warper, backend)
+    return RejectionChainVerifier(warper, backend)
+
+
+def _build(params: SpeculativeParams, context: BuildContext) -> Pipeline:
+    warper = Warper.from_params(params, backend=context.kernel_backend("sample"))
+    processors = [PenaltiesProcessor.from_params(params)] if params.has_penalties else []
+    drafter: Drafter = build_drafter(
+        params.drafter, params.drafter_options, context=context,
+        draft_length=params.draft_length, max_nodes=params.max_nodes, warper=warper,
+    )
+    if params.adaptive:
+        drafter = AdaptiveDraftLength(drafter, params.draft_length, params.draft_cost)
+    backend = context.kernel_backend(f"verify_{params.verify}")
+    return Pipeline(
+        verifier=make_verifier(params, warper, backend),
+        drafter=drafter,
+        processors=processors,
+        warper=warper,
+    )
+
+
+SPECULATIVE = Strategy(
+    name="speculative",
+    summary="Speculative decoding: any drafter, lossless chain or tree verification.",
+    params=SpeculativeParams,
+    guarantee=Guarantee.LOSSLESS,
+    components=(("drafter", "{drafter}"), ("verifier", "rejection_chain"),
+                ("verifier", "rejection_tree"), ("verifier", "argmax")),
+    build=_build,
+)
+
+
+@hookimpl
+def register_strategies(register: Callable[[Strategy], None]) -> None:
+    """Register ``speculative``."""
+    register(SPECULATIVE)
+
+
+@hookimpl
+def register_drafters(register: Callable[[Any], None]) -> None:
+    """Register the ``draft_model`` and ``layer_skip`` drafters."""
+    register(DraftModelDrafter)
+    register(LayerSkipDrafter)
+
+
+@hookimpl
+def register_verifiers(register: Callable[[type[Verifier]], None]) -> None:
+    """Register the ``rejection_chain`` and ``rejection_tree`` verifiers."""
+    register(RejectionChainVerifier)
+    register(RejectionTreeVerifier)

@@ -1,0 +1,322 @@
+"""Model-based drafters: ``draft_model`` (a second, smaller LM) and ``layer_skip``.
+
+Both run a causal LM of their own one token at a time and keep its KV cache in step with
+the target: before each draft, every row's cache is rolled back to the longest common
+prefix of what it holds and the row's committed tokens (rejected draft tokens leave it
+this way, whatever number each row accepted), and the committed tokens it lacks are fed
+in one forward. Under greedy settings they propose argmax tokens (deterministic drafts);
+otherwise they sample from their own logits warped with the target's warper and report
+that distribution as the node's proposal, so rejection sampling stays lossless.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+
+from decodekit.components import DecodeView, Drafter, DraftTree
+from decodekit.config import StrategyParams
+from decodekit.errors import ConfigError
+from decodekit.model import HFModel, LanguageModel, SlotCache, load_model
+from decodekit.sampling import Warper, inverse_cdf
+from decodekit.strategy import BuildContext
+from decodekit.tree import build_step
+
+__all__ = ["DraftModelDrafter", "LayerSkipDrafter", "ModelDrafter", "shallow_model"]
+
+_models: dict[tuple[str, str], HFModel] = {}
+_models_lock = threading.Lock()
+
+
+def _load_draft_model(path: str | None, dtype: str) -> HFModel:
+    """Load (once per path and dtype) a draft model; later calls reuse it."""
+    key = (str(path), dtype)
+    with _models_lock:
+        if key not in _models:
+            _models[key] = load_model(path, dtype=dtype)  # type: ignore[arg-type]
+        return _models[key]
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class ModelDrafter(Drafter):
+    """Drafts a chain per row with an LM of its own, keeping its KV cache in step.
+
+    Parameters
+    ----------
+    model : LanguageModel
+        The draft model (vocabulary equal to the target's).
+    draft_length : int
+        Tokens per draft.
+    warper : Warper
+        The target's sampling settings; the draft distribution is warped the same way.
+    confidence_threshold : float
+        Stop a row's draft before a token whose draft probability (after warping) is
+        below this value (Kangaroo's early exit); 0 never stops early.
+    """
+
+    name = "model"
+    deterministic = False
+
+    def __init__(
+        self,
+        model: LanguageModel,
+        *,
+        draft_length: int,
+        warper: Warper,
+        confidence_threshold: float = 0.0,
+    ) -> None:
+        self.model = model
+        self.draft_length = draft_length
+        self.warper = warper
+        self.confidence_threshold = confidence_threshold
+        self.cache: SlotCache | None = None
+        self.cached: list[list[int]] = []
+        #: Draft-model forwards so far.
+        self.forwards = 0
+
+    def draft(self, view: DecodeView) -> DraftTree | None:
+        """One chain per row of up to ``draft_length`` tokens."""
+        try:
+            return self._draft(view)
+        except BaseException:
+            self.cache = None  # a failed forward leaves the cache half-written: rebuild
+            raise
+
+    def _sync(self, view: DecodeView) -> list[list[int]]:
+        """Roll each row back to its common prefix; return the tokens it must still read."""
+        rows = len(view.sequences)
+        if self.cache is None or len(self.cached) != rows:
+            cache = self.model.new_cache(rows)
+            assert isinstance(cache, SlotCache)
+            self.cache = cache
+            self.cached = [[] for _ in range(rows)]
+        counts, pending = [], []
+        for r, sequence in enumerate(view.sequences):
+            common = _common_prefix(self.cached[r], sequence)
+            if common == len(sequence):
+                common -= 1  # the last token must be fed again to get the logits after it
+            counts.append(len(self.cached[r]) - common)
+            del self.cached[r][common:]
+            pending.append(list(sequence[common:]))
+        if any(counts):
+            self.cache.rollback(torch.tensor(counts))
+        return pending
+
+    @torch.inference_mode()
+    def _draft(self, view: DecodeView) -> DraftTree | None:
+        pending = self._sync(view)
+        assert self.cache is not None
+        rows, length = len(pending), max(int(self.draft_length), 1)
+        greedy = self.warper.is_greedy
+        tokens = torch.full((rows, length), -1, dtype=torch.long)
+        proposals = None if greedy else torch.zeros((rows, length, self.model.vocab_size))
+        alive = torch.ones(rows, dtype=torch.bool)
+        for i in range(length):
+            step = build_step(pending, self.cache.next_positions.tolist(), None, self.model.device)
+            result = self.model.forward(step, self.cache)
+            self.cache.commit(step.slot_valid)
+            self.forwards += 1
+            for r in range(rows):
+                self.cached[r].extend(pending[r])
+            logits = result.logits[:, -1].float().cpu()
+            if greedy:
+                chosen = logits.argmax(-1)
+                confidence = torch.softmax(logits, -1).max(-1).values
+            else:
+                q = self.warper.probs(logits)
+                u = torch.cat([torch.rand(1, generator=g) for g in view.generators])
+                chosen = inverse_cdf(q, u)
+                confidence = q.max(-1).values
+                assert proposals is not None
+                proposals[:, i] = torch.where(alive.unsqueeze(1), q, 0.0)
+            if self.confidence_threshold > 0:
+                alive &= confidence >= self.confidence_threshold
+            tokens[:, i] = torch.where(alive, chosen, -1)
+            if not bool(alive.any()) or i == length - 1:
+                break
+            pending = [[int(t)] for t in chosen.tolist()]
+        if not bool((tokens >= 0).any()):
+            return None
+        return DraftTree.chain(tokens, proposals)
+
+    def select_rows(self, rows: torch.Tensor) -> None:
+        """Keep the cache rows of the rows that stay."""
+        if self.cache is not None:
+            self.cache.select_rows(rows)
+            self.cached = [list(self.cached[i]) for i in rows.tolist()]
+
+
+def _check_vocabulary(target: LanguageModel, draft: LanguageModel, what: str) -> None:
+    if draft.vocab_size != target.vocab_size:
+        raise ConfigError(
+            f"{what}: the draft model's vocabulary has {draft.vocab_size} tokens but the "
+            f"target's has {target.vocab_size}; a draft model must share the target's "
+            "tokenizer"
+        )
+    t_tok, d_tok = getattr(target, "tokenizer", None), getattr(draft, "tokenizer", None)
+    if t_tok is not None and d_tok is not None and t_tok.get_vocab() != d_tok.get_vocab():
+        raise ConfigError(
+            f"{what}: the draft model's tokenizer maps tokens to other ids than the "
+            "target's; a draft model must share the target's tokenizer"
+        )
+
+
+class DraftModelOptions(StrategyParams):
+    """Options of the ``draft_model`` drafter."""
+
+    model: str | None = Field(
+        None,
+        description="Local Hugging Face model directory of the draft model (sharing the "
+        "target's tokenizer); None uses the embedded SmolLM2-135M-Instruct.",
+    )
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="Weights and activations dtype of the draft model."
+    )
+
+
+class DraftModelDrafter(ModelDrafter):
+    """``draft_model``: a smaller causal LM with the target's tokenizer drafts each chain.
+
+    Parameters
+    ----------
+    options : DraftModelDrafter.Options
+        ``model`` (path) and ``dtype``.
+    context : BuildContext
+        The target model and registry.
+    draft_length, max_nodes, warper
+        As in the drafter protocol (:mod:`decodekit_speculative.protocol`); drafts are
+        chains, so ``max_nodes`` only caps the chain length.
+
+    Raises
+    ------
+    ConfigError
+        The draft model's vocabulary differs from the target's.
+    """
+
+    name = "draft_model"
+    deterministic = False
+    Options = DraftModelOptions
+
+    def __init__(
+        self,
+        options: DraftModelOptions,
+        *,
+        context: BuildContext,
+        draft_length: int,
+        max_nodes: int | None,
+        warper: Warper,
+    ) -> None:
+        model = _load_draft_model(options.model, options.dtype)
+        _check_vocabulary(context.model, model, "drafter_options.model")
+        length = min(draft_length, max_nodes) if max_nodes else draft_length
+        super().__init__(model, draft_length=length, warper=warper)
+
+
+def shallow_model(model: HFModel, layers: int) -> HFModel:
+    """The first ``layers`` decoder layers of ``model`` with its final norm and LM head.
+
+    The weights are shared (no copy): only the module containers are new.
+
+    Raises
+    ------
+    ConfigError
+        The model is not a decoder with its layers at ``model.model.layers``, or
+        ``layers`` is out of range.
+    """
+    hf = model.hf
+    inner = getattr(hf, "model", None)
+    stack = getattr(inner, "layers", None)
+    if not isinstance(stack, torch.nn.ModuleList):
+        raise ConfigError(
+            "drafter_options.layers: layer_skip needs a Hugging Face decoder with its layers "
+            f"at model.model.layers (Llama, Qwen, Mistral, ...); got {type(hf).__name__}"
+        )
+    if not 1 <= layers < len(stack):
+        raise ConfigError(
+            f"drafter_options.layers: must be between 1 and {len(stack) - 1} for a model with "
+            f"{len(stack)} layers, got {layers}"
+        )
+    config = copy.deepcopy(hf.config)
+    config.num_hidden_layers = layers
+    if getattr(config, "layer_types", None) is not None:
+        config.layer_types = list(config.layer_types)[:layers]
+    new_inner = copy.copy(inner)
+    new_inner._modules = dict(inner._modules)
+    new_inner.layers = torch.nn.ModuleList(list(stack)[:layers])
+    new_inner.config = config
+    new_hf = copy.copy(hf)
+    new_hf._modules = dict(hf._modules)
+    new_hf.model = new_inner
+    new_hf.config = config
+    return HFModel(new_hf, model.tokenizer, name=f"{model.name}[:{layers}]")
+
+
+class LayerSkipOptions(StrategyParams):
+    """Options of the ``layer_skip`` drafter."""
+
+    layers: int | None = Field(
+        None, ge=1,
+        description="Decoder layers the draft uses (the first ones); None: a quarter of "
+        "the target's layers, at least 1.",
+    )
+    confidence_threshold: float = Field(
+        0.3, ge=0.0, le=1.0,
+        description="Stop a draft before a token whose draft probability is below this "
+        "value (Kangaroo's early exit); 0 never stops early.",
+    )
+
+
+class LayerSkipDrafter(ModelDrafter):
+    """``layer_skip``: self-speculative drafting with the target's own first layers.
+
+    The draft model is the target's first ``layers`` decoder layers followed by its final
+    norm and LM head (Kangaroo, Liu et al. 2024, without the trained adapter; LayerSkip,
+    Elhoushi et al. 2024): no second model, weights shared. Its KV cache is its own. A
+    draft stops early when the draft's confidence in the next token falls below
+    ``confidence_threshold``.
+
+    Parameters
+    ----------
+    options : LayerSkipDrafter.Options
+        ``layers`` and ``confidence_threshold``.
+    context, draft_length, max_nodes, warper
+        As in the drafter protocol.
+    """
+
+    name = "layer_skip"
+    deterministic = False
+    Options = LayerSkipOptions
+
+    def __init__(
+        self,
+        options: LayerSkipOptions,
+        *,
+        context: BuildContext,
+        draft_length: int,
+        max_nodes: int | None,
+        warper: Warper,
+    ) -> None:
+        target: Any = context.model
+        if not isinstance(target, HFModel):
+            raise ConfigError(
+                "drafter: layer_skip needs a Hugging Face target model, got "
+                f"{type(target).__name__}"
+            )
+        total = len(getattr(getattr(target.hf, "model", None), "layers", []) or [])
+        layers = options.layers if options.layers is not None else max(1, total // 4)
+        length = min(draft_length, max_nodes) if max_nodes else draft_length
+        super().__init__(
+            shallow_model(target, layers), draft_length=length, warper=warper,
+            confidence_threshold=options.confidence_threshold,
+        )

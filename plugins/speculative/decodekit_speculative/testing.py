@@ -1,0 +1,178 @@
+"""Toy drafters over a Markov chain, for lossless tests of verifiers and drafter plumbing.
+
+They draft from a *different* :class:`decodekit.testing.MarkovModel` than the target, so
+acceptance is partial and every branch of the verifiers is exercised, and they report
+their proposals exactly:
+
+- :class:`MarkovDrafter` samples ``branches`` children of the root (i.i.d. or without
+  replacement) and continues each with a sampled chain: a tree, or a chain for one
+  branch. Proposals are its warped distributions.
+- :class:`ArgmaxMarkovDrafter` is deterministic: the root's ``branches`` most likely
+  tokens, each continued by argmax.
+
+Register them in a test with :class:`ToyDrafters`::
+
+    with registered_plugin(ToyDrafters()):
+        engine.generate([0], strategy="speculative", drafter="markov", ...)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from pydantic import Field
+
+from decodekit import hookimpl
+from decodekit.components import DecodeView, Drafter, DraftTree
+from decodekit.config import StrategyParams
+from decodekit.sampling import Warper, inverse_cdf
+from decodekit.strategy import BuildContext
+from decodekit.testing import MarkovModel
+
+__all__ = ["ArgmaxMarkovDrafter", "FailingDrafter", "MarkovDrafter", "ToyDrafters"]
+
+
+class MarkovOptions(StrategyParams):
+    """Options of the toy drafters."""
+
+    seed: int = Field(1, description="Seed of the draft Markov chain.")
+    spread: float = Field(1.5, gt=0.0, description="Logit spread of the draft chain.")
+    branches: int = Field(1, ge=1, description="Children of the root.")
+    replacement: bool = Field(True, description="Root children i.i.d. (else without replacement).")
+
+
+class _MarkovBase(Drafter):
+    Options = MarkovOptions
+
+    def __init__(
+        self,
+        options: MarkovOptions,
+        *,
+        context: BuildContext,
+        draft_length: int,
+        max_nodes: int | None,
+        warper: Warper,
+    ) -> None:
+        vocab = context.model.vocab_size
+        self.chain = MarkovModel.random(vocab, seed=options.seed, spread=options.spread)
+        self.options = options
+        self.draft_length = draft_length
+        self.max_nodes = max_nodes
+        self.warper = warper
+        self.calls = 0
+        self._q_table: torch.Tensor | None = None
+
+    def _branches(self) -> int:
+        branches = self.options.branches
+        if self.max_nodes is not None:
+            branches = max(1, min(branches, self.max_nodes // max(self.draft_length, 1)))
+        return branches
+
+    def _table(self) -> torch.Tensor:
+        """The drafter's warped distribution after every token: float32 ``[V, V]``."""
+        if self._q_table is None:
+            self._q_table = self.warper.probs(self.chain.log_probs)
+        return self._q_table
+
+
+class MarkovDrafter(_MarkovBase):
+    """Samples a tree (or chain) from a toy draft chain; reports exact proposals."""
+
+    name = "markov"
+    deterministic = False
+
+    def draft(self, view: DecodeView) -> DraftTree | None:
+        """``branches`` sampled chains of ``draft_length`` tokens from the root."""
+        self.calls += 1
+        table = self._table()
+        branches, length = self._branches(), self.draft_length
+        rows, vocab = len(view.sequences), self.chain.vocab_size
+        nodes = branches * length
+        uniforms = torch.stack([torch.rand(nodes, generator=g) for g in view.generators])
+        last = torch.tensor([sequence[-1] for sequence in view.sequences])
+        tokens = torch.full((rows, nodes), -1, dtype=torch.long)
+        parents = torch.full((rows, nodes), -1, dtype=torch.long)
+        proposals = torch.zeros((rows, nodes, vocab))
+        used = torch.zeros((rows, vocab), dtype=torch.bool)
+        for b in range(branches):
+            q = table[last]
+            if not self.options.replacement:  # the root's distribution without earlier siblings
+                q = torch.where(used, 0.0, q)
+                mass = q.sum(-1, keepdim=True)
+                if not bool((mass > 0).all()):
+                    break
+                q = q / mass
+            for d in range(length):
+                c = b * length + d
+                token = inverse_cdf(q, uniforms[:, c])
+                tokens[:, c], proposals[:, c] = token, q
+                parents[:, c] = -1 if d == 0 else c - 1
+                if d == 0:
+                    used[torch.arange(rows), token] = True
+                q = table[token]
+        return DraftTree(tokens=tokens, parents=parents, proposals=proposals)
+
+
+class ArgmaxMarkovDrafter(_MarkovBase):
+    """Deterministic: the root's ``branches`` most likely draft tokens, then argmax chains."""
+
+    name = "markov_argmax"
+    deterministic = True
+
+    def draft(self, view: DecodeView) -> DraftTree | None:
+        """``branches`` argmax chains of ``draft_length`` tokens."""
+        self.calls += 1
+        branches, length = self._branches(), self.draft_length
+        rows = len(view.sequences)
+        log_probs = self.chain.log_probs
+        last = torch.tensor([sequence[-1] for sequence in view.sequences])
+        top = log_probs[last].argsort(-1, descending=True)[:, :branches]
+        tokens = torch.full((rows, branches * length), -1, dtype=torch.long)
+        parents = torch.full_like(tokens, -1)
+        for b in range(top.shape[1]):
+            token = top[:, b]
+            for d in range(length):
+                c = b * length + d
+                tokens[:, c] = token
+                parents[:, c] = -1 if d == 0 else c - 1
+                token = log_probs[token].argmax(-1)
+        return DraftTree(tokens=tokens, parents=parents)
+
+
+class FailingOptions(StrategyParams):
+    """Options of :class:`FailingDrafter`."""
+
+    fail_at_step: int = Field(2, ge=0, description="Raise at this step.")
+
+
+class FailingDrafter(Drafter):
+    """Drafts like ``markov_argmax`` with one branch, and raises at ``fail_at_step``."""
+
+    name = "failing"
+    deterministic = True
+    Options = FailingOptions
+
+    def __init__(self, options: FailingOptions, *, context: BuildContext, draft_length: int,
+                 max_nodes: int | None, warper: Warper) -> None:
+        self.options = options
+        self.draft_length = draft_length
+
+    def draft(self, view: DecodeView) -> DraftTree | None:
+        """Repeat the last token ``draft_length`` times, or raise."""
+        if view.step == self.options.fail_at_step:
+            raise RuntimeError(f"failing drafter: deliberate error at step {view.step}")
+        last = torch.tensor([s[-1] for s in view.sequences])
+        return DraftTree.chain(last.unsqueeze(1).repeat(1, self.draft_length))
+
+
+class ToyDrafters:
+    """A plugin object registering the toy drafters (``markov``, ``markov_argmax``, ``failing``)."""
+
+    @hookimpl
+    def register_drafters(self, register: Callable[[Any], None]) -> None:
+        """Register the toy drafters."""
+        register(MarkovDrafter)
+        register(ArgmaxMarkovDrafter)
+        register(FailingDrafter)
