@@ -323,19 +323,17 @@ class TokenRecyclingDrafter(Drafter):
         """
         raw = output.raw_logits
         if draft is None:
-            sources = self._roots
-            logits = raw[:, 0]
-        else:
-            node_tokens = draft.tokens
-            valid = torch.cat(
-                [torch.ones((draft.rows, 1), dtype=torch.bool), node_tokens >= 0], dim=1
-            )
-            with_root = torch.cat(
-                [torch.tensor(self._roots, dtype=torch.long).unsqueeze(1), node_tokens], dim=1
-            )
-            sources = with_root[valid].tolist()
-            logits = raw[valid]
-        self.table.update(sources, logits)
+            self.table.update(self._roots, raw[:, 0])
+            return
+        with_root = torch.cat(
+            [torch.tensor(self._roots, dtype=torch.long).unsqueeze(1), draft.tokens], dim=1
+        ).view(-1)
+        flat = raw.reshape(-1, raw.shape[-1])  # a view: no copy of the logits
+        valid = (with_root >= 0).nonzero().squeeze(1)
+        if int(valid.numel()) == int(with_root.numel()):
+            self.table.update(with_root.tolist(), flat)
+        else:  # padding nodes: score only the real ones
+            self.table.update(with_root[valid].tolist(), flat.index_select(0, valid))
 
     def select_rows(self, rows: torch.Tensor) -> None:
         """Nothing per row to keep: the table is shared by all rows."""
