@@ -69,8 +69,8 @@ def _verify_chain_kernel(
 
     # 2. the next token at position n
     seed = tl.load(seeds_ptr + row)
-    xn = tl.load(tok_ptr + row.to(tl.int64) * st_r + tl.minimum(n, K - 1) * st_k,
-                 mask=rejected != 0, other=-1)
+    nq = tl.minimum(n, K - 1)  # q has K rows; only read when rejected (then n < K)
+    xn = tl.load(tok_ptr + row.to(tl.int64) * st_r + nq * st_k, mask=rejected != 0, other=-1)
     total = 0.0
     if not GREEDY:
         for start in range(0, V * rejected, BLOCK):
@@ -78,7 +78,7 @@ def _verify_chain_kernel(
             m = idx < V
             pv = tl.load(p_row + n * sp_k + idx * sp_v, mask=m, other=0.0).to(tl.float32)
             if HAS_Q:
-                qv = tl.load(q_row + n * sq_k + idx * sq_v, mask=m, other=0.0).to(tl.float32)
+                qv = tl.load(q_row + nq * sq_k + idx * sq_v, mask=m, other=0.0).to(tl.float32)
             else:
                 qv = tl.where(idx == xn, 1.0, 0.0)
             total += tl.sum(tl.where(m, tl.maximum(pv - qv, 0.0), 0.0), 0)
@@ -93,7 +93,7 @@ def _verify_chain_kernel(
             score = tl.where(m, pv, -float("inf"))
         else:
             if HAS_Q:
-                qv = tl.load(q_row + n * sq_k + idx * sq_v, mask=m, other=0.0).to(tl.float32)
+                qv = tl.load(q_row + nq * sq_k + idx * sq_v, mask=m, other=0.0).to(tl.float32)
             else:
                 qv = tl.where(idx == xn, 1.0, 0.0)
             res = tl.maximum(pv - qv, 0.0) / tl.where(total > 0.0, total, 1.0)
@@ -117,7 +117,7 @@ def verify_chain(target_probs, draft_probs, draft_tokens, uniforms, seeds, greed
     device = target_probs.device
     accepted = torch.empty(rows, dtype=torch.long, device=device)
     next_token = torch.empty(rows, dtype=torch.long, device=device)
-    has_q = draft_probs is not None
+    has_q = draft_probs is not None and k > 0
     q = draft_probs if has_q else target_probs  # placeholder pointer when one-hot
     tokens = draft_tokens if k else torch.full((rows, 1), -1, dtype=torch.long, device=device)
     u = uniforms if k else torch.zeros((rows, 1), dtype=torch.float32, device=device)
