@@ -144,6 +144,9 @@ class DecodeView:
         When no row has pending tokens (the last committed token of every row was a
         kept draft node), the raw logits after it, computed in the previous step; a
         drafter such as contrastive search's proposes from them. None otherwise.
+    budgets : list of int or None
+        Per row, how many more tokens it may generate (1: this step commits its last
+        token). Beam search uses it to end hypotheses at the token limit.
     """
 
     sequences: list[list[int]]
@@ -153,6 +156,7 @@ class DecodeView:
     step: int
     row_ids: list[int]
     root_logits: torch.Tensor | None = None
+    budgets: list[int] | None = None
 
 
 @dataclass

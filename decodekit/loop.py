@@ -126,6 +126,7 @@ class DecodeState:
             step=self.step,
             row_ids=[row.prompt_index for row in self.rows],
             root_logits=self.root_logits if not any(self.pending) else None,
+            budgets=self.budgets,
         )
 
 
@@ -278,18 +279,23 @@ def process(
 def check_selection(selection: Selection, state: DecodeState, step: StepBatch) -> None:
     """Hold verifiers to the :class:`Selection` contract (cheap, catches plugin bugs)."""
     rows = len(state.rows)
-    if len(selection.tokens) != rows or len(selection.kept_nodes) != rows:
+    # with row_sources, tokens are per new row: a beam verifier may fork or drop rows
+    sources = list(range(rows)) if selection.row_sources is None else selection.row_sources.tolist()
+    if any(not 0 <= s < rows for s in sources):
+        raise RuntimeError(f"verifier row_sources {sources} name rows outside 0..{rows - 1}")
+    if len(selection.tokens) != len(sources) or len(selection.kept_nodes) != len(sources):
         raise RuntimeError(
-            f"verifier returned {len(selection.tokens)} rows of tokens for a batch of {rows}"
+            f"verifier returned {len(selection.tokens)} rows of tokens for a batch of "
+            f"{len(sources)}"
         )
-    for r in range(rows):
+    for r, source in enumerate(sources):
         tokens, kept = len(selection.tokens[r]), len(selection.kept_nodes[r])
         if tokens not in (kept, kept + 1):
             raise RuntimeError(
                 f"verifier row {r}: {tokens} tokens for {kept} kept nodes; expected the kept "
                 "nodes' tokens, optionally followed by one new token"
             )
-        if tokens == 0 and not state.pending[r]:
+        if tokens == 0 and not state.pending[source]:
             raise RuntimeError(f"verifier row {r}: nothing committed and nothing pending")
     if selection.row_sources is not None and any(selection.kept_nodes):
         raise RuntimeError("a verifier that reorders rows cannot also keep draft nodes")
