@@ -32,6 +32,21 @@ def _mul32(a: torch.Tensor, b: int) -> torch.Tensor:
     return (lo + (hi << 16)) & MASK32
 
 
+def _to_int32(x: torch.Tensor) -> torch.Tensor:
+    """Values in ``[0, 2**32)`` (int64) as the int32 with the same 32 bits."""
+    return torch.where(x >= 2**31, x - 2**32, x).to(torch.int32)
+
+
+def _mul32_(x: torch.Tensor, b: int) -> torch.Tensor:
+    """In place: ``x * b mod 2**32`` on int32 bits (unsigned 32-bit arithmetic wraps)."""
+    return x.view(torch.uint32).mul_(b).view(torch.int32)
+
+
+def _xorshift_(x: torch.Tensor, shift: int) -> torch.Tensor:
+    """In place: ``x ^= x >> shift`` as a logical (unsigned) shift of int32 bits."""
+    return x.bitwise_xor_((x >> shift) & ((1 << (32 - shift)) - 1))
+
+
 def uniforms(
     seeds: torch.Tensor, counter: torch.Tensor | int, tokens: torch.Tensor
 ) -> torch.Tensor:
@@ -45,25 +60,32 @@ def uniforms(
         A per-draw counter (a draft node, a step), non-negative and below ``2**31``.
     tokens : LongTensor
         Token ids, non-negative and below ``2**31``.
+
+    Notes
+    -----
+    The inputs are mixed in int64 on their own (small) shapes; the finalizer runs on the
+    broadcast shape in 32-bit arithmetic, in place, which is what makes the full-vocabulary
+    noise of :func:`decodekit_kernels.sample` cheap on the CPU.
     """
     seeds = seeds.long()
     lo = seeds & MASK32
     hi = (seeds >> 32) & MASK32
     counter = torch.as_tensor(counter, dtype=torch.long, device=seeds.device)
-    x = lo ^ _mul32(hi, MIX_SEED_HI)
-    x = x ^ _mul32(counter & MASK32, MIX_COUNTER)
-    x = (x ^ _mul32(tokens.long() & MASK32, MIX_TOKEN)) & MASK32
-    x = x ^ (x >> 16)
-    x = _mul32(x, FMIX_1)
-    x = x ^ (x >> 13)
-    x = _mul32(x, FMIX_2)
-    x = x ^ (x >> 16)
-    return ((x >> 8).to(torch.float32) + 0.5) * (1.0 / 16777216.0)
+    head = lo ^ _mul32(hi, MIX_SEED_HI) ^ _mul32(counter & MASK32, MIX_COUNTER)
+    tail = _mul32(tokens.long() & MASK32, MIX_TOKEN)
+    x = torch.bitwise_xor(_to_int32(head), _to_int32(tail))
+    _xorshift_(x, 16)
+    _mul32_(x, FMIX_1)
+    _xorshift_(x, 13)
+    _mul32_(x, FMIX_2)
+    _xorshift_(x, 16)
+    u = ((x >> 8) & 0xFFFFFF).to(torch.float32)
+    return u.add_(0.5).mul_(1.0 / 16777216.0)
 
 
 def gumbel(seeds: torch.Tensor, counter: torch.Tensor | int, tokens: torch.Tensor) -> torch.Tensor:
     """Standard Gumbel noise ``-log(-log u)`` for the same inputs as :func:`uniforms`."""
-    return -torch.log(-torch.log(uniforms(seeds, counter, tokens)))
+    return uniforms(seeds, counter, tokens).log_().neg_().log_().neg_()
 
 
 def seeds_from_generators(generators: list[torch.Generator]) -> torch.Tensor:

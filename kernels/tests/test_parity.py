@@ -441,3 +441,30 @@ def test_seeds_from_generators_is_reproducible(make: Callable[[], torch.Generato
     b = kernels.seeds_from_generators([make(), make()])
     assert a.dtype == torch.long and a.shape == (2,)
     assert torch.equal(a, b) and int(a[0]) == int(a[1])
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        pytest.param({"top_k": 1100}, id="top_k-ties-past-window"),
+        pytest.param({"top_k": 5}, id="top_k-ties-in-window"),
+        pytest.param({"top_p": 0.5}, id="top_p-ties"),
+        pytest.param({"min_p": 0.9}, id="min_p-ties"),
+    ],
+)
+def test_sample_torch_ties_across_the_candidate_window(params: dict) -> None:
+    """1500 tokens tie at the top, more than the vectorized path's candidate window.
+
+    The kept set then extends past the window, so the torch path must fall back to the
+    whole row; tokens still equal the reference's, and all of the tied tokens get drawn.
+    """
+    from decodekit_kernels.sample.vectorized import CANDIDATES
+
+    assert CANDIDATES < 1500
+    logits = torch.zeros(64, 3001)
+    logits[:, 1::2] = 1.0  # tokens 1, 3, ..., 2999 tie at the top
+    seeds = make_seeds(64, seed=9)
+    expected = kernels.sample(logits, seeds, backend="reference", **params)
+    assert_tokens_equal(kernels.sample(logits, seeds, backend="torch", **params), expected, "torch")
+    if params != {"top_k": 5}:
+        assert bool((expected % 2 == 1).all()) and int(expected.max()) > 2 * CANDIDATES

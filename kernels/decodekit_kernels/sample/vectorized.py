@@ -2,16 +2,22 @@
 
 Top-p usually needs only the few most likely tokens, so the cut is searched among the
 ``CANDIDATES`` largest logits (``torch.topk``, no full sort); rows whose cut lies beyond
-them fall back to a full sort. The result equals the reference's.
+them fall back to a full sort. Temperature, top-k and top-p all cut at a value, so a
+row's kept set is a prefix of its descending order: when it lies within the candidates,
+only they get Gumbel noise. Rows that do not truncate get noise over the whole row
+(cheap: 32-bit arithmetic in place, see :mod:`decodekit_kernels._noise`), and greedy rows
+take their argmax. The tokens equal the reference's.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 
 from decodekit_kernels._noise import gumbel
 
-#: How many of the largest logits the top-p search looks at before sorting everything.
+#: How many of the largest logits the top-p search, and the noise of truncated rows, use.
 CANDIDATES = 1024
 
 
@@ -40,6 +46,84 @@ def _mass_cut(
     return cut, found
 
 
+class Window(NamedTuple):
+    """The ``width`` largest scaled logits of some rows: ``rows [n]``, ``values/ids [n, width]``."""
+
+    rows: torch.Tensor
+    values: torch.Tensor
+    ids: torch.Tensor
+
+
+def _cutoffs(
+    logits: torch.Tensor,
+    temperature: torch.Tensor,
+    top_k: torch.Tensor,
+    top_p: torch.Tensor,
+    min_p: torch.Tensor,
+    *,
+    window_for_all: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Window | None]:
+    """Scaled logits ``x [rows, V]``, row maxima ``[rows]``, value floors ``[rows]``, window.
+
+    A token survives temperature, top-k and top-p iff ``-inf < x >= floor``: all three
+    cut at a value. (min-p, a condition on ``exp(x - peak)``, is applied by the callers.)
+    Greedy rows (temperature 0) get ``x = logits`` and no floor. The window holds the
+    ``CANDIDATES`` largest values of the top-p rows, or with ``window_for_all`` of every
+    row that truncates (top-k, top-p or min-p); None when no row needs one.
+    """
+    vocab = logits.shape[1]
+    greedy = temperature == 0
+    x = logits.float()
+    if not bool((temperature == 1).all()):
+        x = x / torch.where(greedy, 1.0, temperature).unsqueeze(1)  # x / 1 == x exactly
+    neg_inf = torch.tensor(float("-inf"), device=x.device)
+    peak = x.max(-1).values  # the row maximum is never cut
+    floor = torch.full_like(peak, float("-inf"))
+    k = torch.where((top_k > 0) & (top_k < vocab) & ~greedy, top_k, 0)
+    if bool((k > 0).any()):
+        kth = _kth_largest(x, k.clamp(min=1))
+        floor = torch.where(k > 0, kth, floor)
+    cut_rows = (top_p < 1.0) & ~greedy
+    wanted = cut_rows | (window_for_all & ~greedy & ((k > 0) | (min_p > 0)))
+    window = None
+    if bool(wanted.any()):
+        rows = wanted.nonzero().squeeze(1)
+        values, ids = torch.topk(x[rows], min(vocab, CANDIDATES), dim=-1)
+        window = Window(rows, values, ids)
+    if bool(cut_rows.any()):
+        assert window is not None
+        idx = cut_rows.nonzero().squeeze(1)
+        at = torch.searchsorted(window.rows, idx)  # the top-p rows' places in the window
+        xs, fs, ps = x[idx], floor[idx].unsqueeze(1), peak[idx].unsqueeze(1)
+        masked = torch.where(xs >= fs, xs, neg_inf)
+        limit = top_p[idx] * torch.where(masked > neg_inf, torch.exp(masked - ps), 0.0).sum(-1)
+        # the window of the top-k-masked row is the row's window, masked
+        wvalues = window.values[at]
+        values = torch.where(wvalues >= fs, wvalues, neg_inf)
+        vweights = torch.where(values > neg_inf, torch.exp(values - ps), 0.0)
+        cut, found = _mass_cut(values, vweights, limit)
+        missing = ~found & (values.shape[1] < vocab)
+        if bool(missing.any()):
+            miss = missing.nonzero().squeeze(1)
+            full = torch.sort(masked[miss], dim=-1, descending=True).values
+            fweights = torch.where(full > neg_inf, torch.exp(full - ps[miss]), 0.0)
+            cut[miss] = _mass_cut(full, fweights, limit[miss])[0]
+        floor[idx] = torch.maximum(floor[idx], cut)
+    return x, peak, floor, window
+
+
+def _kept(
+    x: torch.Tensor, peak: torch.Tensor, floor: torch.Tensor, min_p: torch.Tensor
+) -> torch.Tensor:
+    """Whether each entry of ``x [n, m]`` survives its row's floor and min-p."""
+    keep = (x > float("-inf")) & (x >= floor.unsqueeze(1))
+    use_min_p = min_p > 0
+    if bool(use_min_p.any()):
+        ratio = torch.exp(x - peak.unsqueeze(1))
+        keep &= (ratio >= min_p.unsqueeze(1)) | ~use_min_p.unsqueeze(1)
+    return keep
+
+
 @torch.no_grad()
 def keep_mask(
     logits: torch.Tensor,
@@ -52,35 +136,9 @@ def keep_mask(
 
     Rows with temperature 0 keep only their argmax.
     """
-    vocab = logits.shape[1]
+    x, peak, floor, _ = _cutoffs(logits, temperature, top_k, top_p, min_p)
+    keep = _kept(x, peak, floor, min_p)
     greedy = temperature == 0
-    x = logits.float() / torch.where(greedy, 1.0, temperature).unsqueeze(1)
-    neg_inf = torch.tensor(float("-inf"), device=x.device)
-    keep = x > neg_inf
-    k = torch.where((top_k > 0) & (top_k < vocab), top_k, 0)
-    if bool((k > 0).any()):
-        kth = _kth_largest(x, k.clamp(min=1))
-        keep &= (x >= kth.unsqueeze(1)) | (k == 0).unsqueeze(1)
-    peak = torch.where(keep, x, neg_inf).max(-1, keepdim=True).values
-    weights = torch.where(keep, torch.exp(x - peak), 0.0)
-    cut_rows = top_p < 1.0
-    if bool(cut_rows.any()):
-        limit = top_p * weights.sum(-1)
-        masked = torch.where(keep, x, neg_inf)
-        width = min(vocab, CANDIDATES)
-        values = torch.topk(masked, width, dim=-1).values
-        vweights = torch.where(values > neg_inf, torch.exp(values - peak), 0.0)
-        cut, found = _mass_cut(values, vweights, limit)
-        missing = cut_rows & ~found & (width < vocab)
-        if bool(missing.any()):
-            idx = missing.nonzero().squeeze(1)
-            full = torch.sort(masked[idx], dim=-1, descending=True).values
-            fweights = torch.where(full > neg_inf, torch.exp(full - peak[idx]), 0.0)
-            cut[idx] = _mass_cut(full, fweights, limit[idx])[0]
-        keep &= (x >= cut.unsqueeze(1)) | ~cut_rows.unsqueeze(1)
-    use_min_p = min_p > 0
-    if bool(use_min_p.any()):
-        keep &= (weights >= min_p.unsqueeze(1)) | ~use_min_p.unsqueeze(1)
     if bool(greedy.any()):
         best = torch.zeros_like(keep).scatter_(1, logits.float().argmax(-1, keepdim=True), True)
         keep = torch.where(greedy.unsqueeze(1), best, keep)
@@ -100,6 +158,24 @@ def probs_after_sampling_params(
     return torch.softmax(torch.where(keep, x, float("-inf")), dim=-1)
 
 
+def _gumbel_max(
+    x: torch.Tensor,
+    ids: torch.Tensor,
+    keep: torch.Tensor | None,
+    seeds: torch.Tensor,
+    vocab: int,
+) -> torch.Tensor:
+    """Per row, the kept token of ``ids`` with the largest ``x + G``; lowest id on ties.
+
+    ``keep`` None keeps every token (a ``-inf`` logit scores ``-inf`` anyway).
+    """
+    score = gumbel(seeds.unsqueeze(1), 0, ids).add_(x)
+    if keep is not None:
+        score.masked_fill_(~keep, float("-inf"))
+    best = score.max(-1, keepdim=True).values
+    return torch.where(score == best, ids, vocab).min(-1).values
+
+
 @torch.no_grad()
 def sample(
     logits: torch.Tensor,
@@ -109,8 +185,49 @@ def sample(
     top_p: torch.Tensor,
     min_p: torch.Tensor,
 ) -> torch.Tensor:
-    """Gumbel-max over the kept tokens of every row: ``LongTensor[rows]``."""
-    x, keep = keep_mask(logits, temperature, top_k, top_p, min_p)
-    ids = torch.arange(logits.shape[1], device=logits.device).unsqueeze(0)
-    score = x + gumbel(seeds.unsqueeze(1), 0, ids)
-    return torch.where(keep, score, float("-inf")).argmax(-1)
+    """Gumbel-max over the kept tokens of every row: ``LongTensor[rows]``.
+
+    Noise is computed only where it can matter. When a row's kept set lies within its
+    ``CANDIDATES`` largest logits (top-k, top-p and min-p rows, usually), only those
+    candidates get noise. Other rows get noise over the whole vocabulary. Greedy rows
+    take their argmax. The tokens equal the reference's.
+    """
+    rows, vocab = logits.shape
+    tokens = torch.empty(rows, dtype=torch.long, device=logits.device)
+    greedy = temperature == 0
+    if bool(greedy.any()):
+        tokens[greedy] = logits[greedy].float().argmax(-1)
+        if bool(greedy.all()):
+            return tokens
+    live = (~greedy).nonzero().squeeze(1)
+    if live.numel() < rows:
+        logits, seeds = logits[live], seeds[live]
+        temperature, top_k, top_p, min_p = temperature[live], top_k[live], top_p[live], min_p[live]
+    x, peak, floor, window = _cutoffs(
+        logits, temperature, top_k, top_p, min_p, window_for_all=True
+    )
+    drawn = torch.empty(live.numel(), dtype=torch.long, device=logits.device)
+    truncates = (floor > float("-inf")) | (min_p > 0)
+    fits = torch.zeros_like(truncates)
+    if window is not None:
+        # the kept set is a prefix of the descending order; a row fits in its window
+        # when the window's smallest value is already cut (min-p with a margin, as exp
+        # is only nearly monotone)
+        win, values, ids = window
+        last, f, pk, mp = values[:, -1], floor[win], peak[win], min_p[win]
+        cut = (last == float("-inf")) | (last < f) | (torch.exp(last - pk) < mp * (1 - 1e-5))
+        fit = cut | (values.shape[1] == vocab)
+        if bool(fit.any()):
+            sel = fit.nonzero().squeeze(1)
+            keep = _kept(values[sel], pk[sel], f[sel], mp[sel])
+            drawn[win[sel]] = _gumbel_max(values[sel], ids[sel], keep, seeds[win[sel]], vocab)
+            fits[win[sel]] = True
+    ids = torch.arange(vocab, device=logits.device).unsqueeze(0)
+    for group, masked in ((~fits & truncates, True), (~truncates, False)):
+        if bool(group.any()):
+            rest = group.nonzero().squeeze(1)
+            xs = x if rest.numel() == x.shape[0] else x[rest]
+            keep = _kept(xs, peak[rest], floor[rest], min_p[rest]) if masked else None
+            drawn[rest] = _gumbel_max(xs, ids, keep, seeds[rest], vocab)
+    tokens[live] = drawn
+    return tokens
