@@ -98,53 +98,74 @@ class StochasticBeamVerifier(Verifier):
         self.emitted: dict[int, dict[tuple[int, ...], tuple[float, float]]] = {}
 
     def select(self, view: DecodeView, output: StepOutput, draft: DraftTree | None) -> Selection:
-        """Expand every running node with conditioned Gumbels; keep the k best nodes."""
+        """Expand every running node with conditioned Gumbels; keep the k best nodes.
+
+        The tensor work is batched over prompts (rows padded to the largest beam); only
+        the choice among each prompt's k best nodes loops in Python.
+        """
         if draft is not None:
             raise ValueError("stochastic beam search does not verify drafts")
         eos = view.model.eos_token_ids
         logp = torch.log_softmax(output.logits[:, 0].double() / self.temperature, dim=-1)
         vocab = logp.shape[-1]
-        ids = torch.arange(vocab)
         sums, keys = self.rows.values.get("log_probs"), self.rows.values.get("keys")
+        groups = list(prompt_rows(view.row_ids).items())
+        for prompt, members in groups:
+            if prompt not in self.prompt_ids:
+                row = members[0]
+                self.prompt_ids[prompt] = list(view.sequences[row][: view.prompt_lengths[row]])
+                self.seeds[prompt] = kernels.seeds_from_generators([view.generators[row]])
+                self.counters[prompt] = 0
+                self.finished[prompt] = []
+        fresh = sums is None  # the first step: one row per prompt, the root
+        width = max(len(m) for _, m in groups)
+        rows = torch.zeros((len(groups), width), dtype=torch.long)
+        valid = torch.zeros((len(groups), width), dtype=torch.bool)
+        counters = torch.zeros((len(groups), width), dtype=torch.long)
+        for g, (prompt, members) in enumerate(groups):
+            rows[g, : len(members)] = torch.tensor(members)
+            valid[g, : len(members)] = True
+            start = self.counters[prompt]
+            counters[g] = torch.arange(start, start + width)
+            self.counters[prompt] = start + len(members)
+        if fresh:
+            base = torch.zeros(rows.shape, dtype=torch.float64)
+            parent = torch.zeros(rows.shape, dtype=torch.float64)
+        else:
+            assert sums is not None and keys is not None
+            base, parent = sums[rows], keys[rows]
+        base = torch.where(valid, base, float("-inf"))
+        seeds = torch.cat([self.seeds[p] for p, _ in groups]).view(-1, 1, 1)
+        noise = kernels.gumbel(seeds, counters.unsqueeze(-1), torch.arange(vocab).view(1, 1, -1))
+        child_logp = base.unsqueeze(-1) + logp[rows]  # [prompts, width, V]
+        perturbed = torch.where(torch.isneginf(child_logp), float("-inf"),
+                                child_logp + noise.double())
+        children = conditional_gumbel(perturbed, parent).reshape(len(groups), -1)
+        done = [self.finished[p] for p, _ in groups]
+        most = max(len(d) for d in done)
+        finished_keys = torch.full((len(groups), most), float("-inf"), dtype=torch.float64)
+        for g, items in enumerate(done):
+            finished_keys[g, : len(items)] = torch.tensor([h.score for h in items])
+        pool = torch.cat([children, finished_keys], dim=1)
+        values, index = torch.topk(pool, min(self.num_beams, pool.shape[1]), dim=1)
+        flat_logp = child_logp.reshape(len(groups), -1)
         sources: list[int] = []
         tokens: list[list[int]] = []
         new_sums: list[float] = []
         new_keys: list[float] = []
-        for prompt, members in prompt_rows(view.row_ids).items():
-            if prompt not in self.prompt_ids:
-                row = members[0]
-                members = [row]
-                self.prompt_ids[prompt] = list(view.sequences[row][: view.prompt_lengths[row]])
-                self.seeds[prompt] = kernels.seeds_from_generators([view.generators[row]])
-                self.counters[prompt] = 0
-                base = parent = torch.zeros(1, dtype=torch.float64)
-            else:
-                assert sums is not None and keys is not None
-                base, parent = sums[members], keys[members]
-            counter = self.counters[prompt]
-            self.counters[prompt] = counter + len(members)
-            counters = torch.arange(counter, counter + len(members)).unsqueeze(1)
-            noise = kernels.gumbel(self.seeds[prompt], counters, ids.unsqueeze(0)).double()
-            child_logp = base.unsqueeze(1) + logp[members]  # [m, V]
-            perturbed = torch.where(torch.isneginf(child_logp), float("-inf"), child_logp + noise)
-            children = conditional_gumbel(perturbed, parent).reshape(-1)
-            done = self.finished.get(prompt, [])
-            pool = torch.cat([children, torch.tensor([h.score for h in done], dtype=torch.float64)])
-            k = min(self.num_beams, pool.numel())
-            values, index = torch.topk(pool, k)
-            row = members[0]
-            last = view.budgets is not None and view.budgets[row] <= 1
+        for g, (prompt, members) in enumerate(groups):
+            last = view.budgets is not None and view.budgets[members[0]] <= 1
             kept: list[Hypothesis] = []
             emitted = self.emitted.setdefault(prompt, {})
-            for value, i in zip(values.tolist(), index.tolist(), strict=True):
+            for value, i in zip(values[g].tolist(), index[g].tolist(), strict=True):
                 if value == -math.inf:
                     break
-                if i >= children.numel():
-                    kept.append(done[i - children.numel()])
+                if i >= children.shape[1]:
+                    kept.append(done[g][i - children.shape[1]])
                     continue
                 source, token = members[i // vocab], i % vocab
                 history = view.sequences[source][view.prompt_lengths[source] :]
-                log_prob = float(child_logp[i // vocab, token])
+                log_prob = float(flat_logp[g, i])
                 if token in eos or last:
                     reason = "stop" if token in eos else "length"
                     kept.append(Hypothesis(value, [*history, token], log_prob, reason))
