@@ -468,3 +468,24 @@ def test_sample_torch_ties_across_the_candidate_window(params: dict) -> None:
     assert_tokens_equal(kernels.sample(logits, seeds, backend="torch", **params), expected, "torch")
     if params != {"top_k": 5}:
         assert bool((expected % 2 == 1).all()) and int(expected.max()) > 2 * CANDIDATES
+
+
+def test_sample_torch_top_p_beyond_every_window() -> None:
+    """Flat rows at V=20011 with top-p 0.99 keep more tokens than any top-k window.
+
+    The vectorized path then sorts those rows; a peaked row in the same batch still uses
+    its window. Tokens and probabilities equal the reference's.
+    """
+    from decodekit_kernels.sample.vectorized import WINDOWS
+
+    logits = make_logits(3, 20011, torch.float32, "contiguous", seed=12)
+    seeds = make_seeds(3, seed=13)
+    params = {"top_p": 0.99, "temperature": 0.9}
+    probs = kernels.probs_after_sampling_params(logits, backend="reference", **params)
+    assert int((probs[1] > 0).sum()) > max(WINDOWS), "row 1 should keep more than the windows"
+    expected = kernels.sample(logits, seeds, backend="reference", **params)
+    assert_tokens_equal(kernels.sample(logits, seeds, backend="torch", **params), expected, "torch")
+    assert_close_verbose(
+        kernels.probs_after_sampling_params(logits, backend="torch", **params), probs, "probs",
+        atol=1e-7, rtol=1e-5,
+    )

@@ -1,12 +1,13 @@
 """Fast vectorized torch path for ``sample`` (the CPU default).
 
 Top-p usually needs only the few most likely tokens, so the cut is searched among the
-``CANDIDATES`` largest logits (``torch.topk``, no full sort); rows whose cut lies beyond
-them fall back to a full sort. Temperature, top-k and top-p all cut at a value, so a
-row's kept set is a prefix of its descending order: when it lies within the candidates,
-only they get Gumbel noise. Rows that do not truncate get noise over the whole row
-(cheap: 32-bit arithmetic in place, see :mod:`decodekit_kernels._noise`), and greedy rows
-take their argmax. The tokens equal the reference's.
+``CANDIDATES`` largest logits (``torch.topk``, no full sort), then among ``8 *
+CANDIDATES``; rows whose cut lies beyond both fall back to a full sort. Temperature,
+top-k and top-p all cut at a value, so a row's kept set is a prefix of its descending
+order: when it lies within such a window, only the window gets Gumbel noise. Rows that do
+not truncate get noise over the whole row (cheap: 32-bit arithmetic in place, see
+:mod:`decodekit_kernels._noise`), and greedy rows take their argmax. The tokens equal the
+reference's.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from decodekit_kernels._noise import gumbel
 
 #: How many of the largest logits the top-p search, and the noise of truncated rows, use.
 CANDIDATES = 1024
+#: Window widths tried in turn (``torch.topk``) before a full sort of the row.
+WINDOWS = (CANDIDATES, 8 * CANDIDATES)
 
 
 def _kth_largest(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -62,14 +65,15 @@ def _cutoffs(
     min_p: torch.Tensor,
     *,
     window_for_all: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Window | None]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[Window]]:
     """Scaled logits ``x [rows, V]``, row maxima ``[rows]``, value floors ``[rows]``, window.
 
     A token survives temperature, top-k and top-p iff ``-inf < x >= floor``: all three
     cut at a value. (min-p, a condition on ``exp(x - peak)``, is applied by the callers.)
-    Greedy rows (temperature 0) get ``x = logits`` and no floor. The window holds the
-    ``CANDIDATES`` largest values of the top-p rows, or with ``window_for_all`` of every
-    row that truncates (top-k, top-p or min-p); None when no row needs one.
+    Greedy rows (temperature 0) get ``x = logits`` and no floor. The windows hold the
+    ``WINDOWS[0]`` largest values of the top-p rows (with ``window_for_all``, of every
+    row that truncates: top-k, top-p or min-p), then ``WINDOWS[1]`` of the top-p rows
+    whose cut lay beyond the first window; rows whose cut lies beyond every window sort.
     """
     vocab = logits.shape[1]
     greedy = temperature == 0
@@ -85,31 +89,41 @@ def _cutoffs(
         floor = torch.where(k > 0, kth, floor)
     cut_rows = (top_p < 1.0) & ~greedy
     wanted = cut_rows | (window_for_all & ~greedy & ((k > 0) | (min_p > 0)))
-    window = None
-    if bool(wanted.any()):
-        rows = wanted.nonzero().squeeze(1)
-        values, ids = torch.topk(x[rows], min(vocab, CANDIDATES), dim=-1)
-        window = Window(rows, values, ids)
+    windows: list[Window] = []
+    if not bool(wanted.any()):
+        return x, peak, floor, windows
     if bool(cut_rows.any()):
-        assert window is not None
         idx = cut_rows.nonzero().squeeze(1)
-        at = torch.searchsorted(window.rows, idx)  # the top-p rows' places in the window
         xs, fs, ps = x[idx], floor[idx].unsqueeze(1), peak[idx].unsqueeze(1)
         masked = torch.where(xs >= fs, xs, neg_inf)
         limit = top_p[idx] * torch.where(masked > neg_inf, torch.exp(masked - ps), 0.0).sum(-1)
-        # the window of the top-k-masked row is the row's window, masked
-        wvalues = window.values[at]
-        values = torch.where(wvalues >= fs, wvalues, neg_inf)
-        vweights = torch.where(values > neg_inf, torch.exp(values - ps), 0.0)
-        cut, found = _mass_cut(values, vweights, limit)
-        missing = ~found & (values.shape[1] < vocab)
-        if bool(missing.any()):
-            miss = missing.nonzero().squeeze(1)
-            full = torch.sort(masked[miss], dim=-1, descending=True).values
-            fweights = torch.where(full > neg_inf, torch.exp(full - ps[miss]), 0.0)
-            cut[miss] = _mass_cut(full, fweights, limit[miss])[0]
-        floor[idx] = torch.maximum(floor[idx], cut)
-    return x, peak, floor, window
+    pending = cut_rows.clone()  # top-p rows whose cut is not known yet
+    cut = torch.full_like(peak, float("-inf"))
+    rows = wanted.nonzero().squeeze(1)
+    for width in (min(vocab, w) for w in WINDOWS):
+        values, ids = torch.topk(x[rows], width, dim=-1)
+        windows.append(Window(rows, values, ids))
+        sel = pending[rows].nonzero().squeeze(1)
+        if sel.numel():
+            # a top-k-masked row's window is the row's window, masked
+            r, at = rows[sel], torch.searchsorted(idx, rows[sel])
+            f, pk = floor[r].unsqueeze(1), peak[r].unsqueeze(1)
+            v = torch.where(values[sel] >= f, values[sel], neg_inf)
+            vcut, found = _mass_cut(v, torch.where(v > neg_inf, torch.exp(v - pk), 0.0), limit[at])
+            found |= width == vocab
+            cut[r[found]] = vcut[found]
+            pending[r[found]] = False
+        if width == vocab or not bool(pending.any()):
+            break
+        rows = pending.nonzero().squeeze(1)  # only top-p rows look further
+    if bool(pending.any()):
+        miss = pending.nonzero().squeeze(1)
+        at = torch.searchsorted(idx, miss)
+        full = torch.sort(masked[at], dim=-1, descending=True).values
+        fweights = torch.where(full > neg_inf, torch.exp(full - ps[at]), 0.0)
+        cut[miss] = _mass_cut(full, fweights, limit[at])[0]
+    floor = torch.where(cut_rows, torch.maximum(floor, cut), floor)
+    return x, peak, floor, windows
 
 
 def _kept(
@@ -187,8 +201,8 @@ def sample(
 ) -> torch.Tensor:
     """Gumbel-max over the kept tokens of every row: ``LongTensor[rows]``.
 
-    Noise is computed only where it can matter. When a row's kept set lies within its
-    ``CANDIDATES`` largest logits (top-k, top-p and min-p rows, usually), only those
+    Noise is computed only where it can matter. When a row's kept set lies within one of
+    its windows of largest logits (top-k, top-p and min-p rows, usually), only those
     candidates get noise. Other rows get noise over the whole vocabulary. Greedy rows
     take their argmax. The tokens equal the reference's.
     """
@@ -203,20 +217,19 @@ def sample(
     if live.numel() < rows:
         logits, seeds = logits[live], seeds[live]
         temperature, top_k, top_p, min_p = temperature[live], top_k[live], top_p[live], min_p[live]
-    x, peak, floor, window = _cutoffs(
+    x, peak, floor, windows = _cutoffs(
         logits, temperature, top_k, top_p, min_p, window_for_all=True
     )
     drawn = torch.empty(live.numel(), dtype=torch.long, device=logits.device)
     truncates = (floor > float("-inf")) | (min_p > 0)
     fits = torch.zeros_like(truncates)
-    if window is not None:
-        # the kept set is a prefix of the descending order; a row fits in its window
-        # when the window's smallest value is already cut (min-p with a margin, as exp
-        # is only nearly monotone)
-        win, values, ids = window
+    for win, values, ids in windows:
+        # the kept set is a prefix of the descending order; a row fits in a window when
+        # the window's smallest value is already cut (min-p with a margin, as exp is only
+        # nearly monotone)
         last, f, pk, mp = values[:, -1], floor[win], peak[win], min_p[win]
         cut = (last == float("-inf")) | (last < f) | (torch.exp(last - pk) < mp * (1 - 1e-5))
-        fit = cut | (values.shape[1] == vocab)
+        fit = (cut | (values.shape[1] == vocab)) & truncates[win] & ~fits[win]
         if bool(fit.any()):
             sel = fit.nonzero().squeeze(1)
             keep = _kept(values[sel], pk[sel], f[sel], mp[sel])
