@@ -24,6 +24,7 @@ MODULES = {
     "decodekit.builtin.processors": "Built-in: penalties",
     "decodekit.builtin.caches": "Built-in: cache policies",
     "decodekit_kernels": "Kernels",
+    "decodekit_beam": "Plugin: beam search (beam, diverse_beam, stochastic_beam)",
     "decodekit_lookup": "Plugin: model-free drafters (prompt lookup, token recycling)",
 }
 
