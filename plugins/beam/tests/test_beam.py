@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 import decodekit
 from decodekit.engine import Engine
 from decodekit.errors import ConfigError
-from decodekit.testing import MarkovModel, exact_sequence_distribution, tiny_llama
+from decodekit.testing import (
+    MarkovModel,
+    assert_greedy_equivalent,
+    check_plugin,
+    exact_sequence_distribution,
+    tiny_llama,
+)
 
 PROMPTS = [[1, 5, 7, 9], [1, 3, 4], [1, 60, 61, 62, 63, 20]]
 
@@ -47,6 +53,12 @@ def test_registered_through_its_entry_point():
         assert strategies[name].strategy.guarantee == "none"
     info = {p.name: p for p in decodekit.get_plugins()}["beam"]
     assert info.version == "0.1.0"
+    check_plugin("beam")  # hook specs, parameter models, component contracts
+
+
+def test_one_beam_passes_the_greedy_equivalence_kit():
+    assert_greedy_equivalent("beam", num_beams=1)
+    assert_greedy_equivalent("diverse_beam", num_beams=1, num_groups=1)
 
 
 @pytest.mark.parametrize(

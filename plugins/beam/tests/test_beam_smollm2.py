@@ -9,11 +9,10 @@ from typer.testing import CliRunner
 from decodekit.cli import app
 
 PROMPTS = [
-    "Write a short poem about the sea.",
-    "What is the capital of France? Answer in one sentence.",
-    "List three uses of a paperclip.",
+    "What is the capital of France? Answer in one sentence.",  # ends with EOS early
+    "List three uses of a paperclip.",  # runs to the token limit
 ]
-NEW_TOKENS = 28
+NEW_TOKENS = 24
 
 
 def hf_beam(engine, prompt, **settings):
@@ -38,9 +37,9 @@ def hf_beam(engine, prompt, **settings):
     "settings",
     [
         dict(length_penalty=1.0, early_stopping=False),
-        dict(length_penalty=0.6, early_stopping=True),
+        dict(length_penalty=0.5, early_stopping=True),
     ],
-    ids=["default", "lp0.6-early"],
+    ids=["default", "lp0.5-early"],
 )
 def test_beam_equals_transformers(smollm2, settings):
     """Top-2 sequences and sequences_scores of generate(num_beams=4, do_sample=False)."""

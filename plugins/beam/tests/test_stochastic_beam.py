@@ -25,6 +25,7 @@ from scipy.stats import binom
 from decodekit.engine import Engine
 from decodekit.testing import (
     MarkovModel,
+    assert_lossless,
     assert_matches_distribution,
     exact_sequence_distribution,
     sample_sequences,
@@ -65,6 +66,12 @@ def test_conditional_gumbel_has_the_parent_as_maximum():
     assert torch.isneginf(shifted[0, 3])
     order = perturbed[:, :3].argsort(-1)  # monotone: the order of the children is kept
     assert torch.equal(shifted[:, :3].argsort(-1), order)
+
+
+def test_one_beam_passes_the_lossless_kit():
+    """The conformance kit's check: 3,000 outputs of a random 5-token chain, chi-square
+    at alpha = 1e-4, against the exact distribution at temperature 0.8."""
+    assert_lossless("stochastic_beam", num_beams=1, temperature=0.8, seed=3)
 
 
 def test_one_beam_is_ancestral_sampling():
