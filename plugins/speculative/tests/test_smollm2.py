@@ -1,0 +1,58 @@
+"""Greedy equivalence of every drafter on the real SmolLM2-135M-Instruct (float32).
+
+Under greedy settings the speculative strategy verifies by exact match, so its tokens
+must equal plain greedy decoding token for token, whatever the drafter: checked for 64
+new tokens, on one prompt (batch 1) and on four prompts in one batch (rows accept
+different numbers of draft tokens, so the KV cache holds holes).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from decodekit import Engine
+from decodekit.errors import ConfigError
+from decodekit.plugins import get_registry
+
+pytestmark = pytest.mark.smollm2
+
+PROMPTS = [
+    "Repeat this code exactly:\ndef add(a, b):\n    return a + b\n",
+    "Name three colours.",
+    "What is 2 + 2?",
+    "Write one sentence about the sea.",
+]
+TOKENS = 64
+
+DRAFTERS = {
+    "draft_model": {"dtype": "bfloat16"},
+    "layer_skip": {"layers": 8, "confidence_threshold": 0.2},
+    "prompt_lookup": {},
+    "token_recycling": {},
+}
+
+
+@pytest.fixture(scope="module")
+def plain(smollm2):
+    return [c.token_ids for c in smollm2.generate(PROMPTS, strategy="greedy",
+                                                  max_new_tokens=TOKENS)]
+
+
+@pytest.mark.parametrize("drafter", list(DRAFTERS))
+def test_every_drafter_is_greedy_equivalent(smollm2, plain, drafter):
+    if drafter not in get_registry().drafters:
+        pytest.skip(f"drafter {drafter!r} is not installed")
+    settings = dict(strategy="speculative", drafter=drafter, temperature=0.0, draft_length=4,
+                    drafter_options=DRAFTERS[drafter], max_new_tokens=TOKENS)
+    batch = smollm2.generate(PROMPTS, **settings)
+    assert [c.token_ids for c in batch] == plain
+    single = smollm2.generate(PROMPTS[0], **settings)
+    assert single.token_ids == plain[0]
+    assert sum(c.stats.drafted_tokens for c in batch) > 0
+
+
+def test_draft_model_with_another_vocabulary_is_refused(tiny):
+    with pytest.raises(ConfigError, match=r"drafter_options.model: the draft model's vocabulary "
+                                          r"has 49152 tokens but the target's has 97"):
+        Engine(tiny).generate([1, 2, 3], strategy="speculative", drafter="draft_model",
+                              max_new_tokens=4)
