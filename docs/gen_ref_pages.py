@@ -26,6 +26,12 @@ MODULES = {
     "decodekit_kernels": "Kernels",
     "decodekit_beam": "Plugin: beam search (beam, diverse_beam, stochastic_beam)",
     "decodekit_lookup": "Plugin: model-free drafters (prompt lookup, token recycling)",
+    "decodekit_speculative": "Plugin: speculative decoding",
+    "decodekit_speculative.protocol": "Plugin: speculative decoding, drafter protocol",
+    "decodekit_speculative.verifiers": "Plugin: speculative decoding, verifiers",
+    "decodekit_speculative.drafters": "Plugin: speculative decoding, model drafters",
+    "decodekit_speculative.adaptive": "Plugin: speculative decoding, adaptive draft length",
+    "decodekit_speculative.testing": "Plugin: speculative decoding, toy drafters",
 }
 
 lines = ["# API reference", "", "Generated from the docstrings.", ""]
