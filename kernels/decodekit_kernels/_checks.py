@@ -56,13 +56,19 @@ def check_shape(op: str, name: str, tensor: torch.Tensor, shape: Sequence[int]) 
         raise ValueError(f"{op}: {name} must have shape {tuple(shape)}, got {tuple(tensor.shape)}")
 
 
-def check_finite_logits(op: str, logits: torch.Tensor) -> None:
-    """NaN or +inf logits are errors (naming the first bad row); -inf means masked."""
-    bad = torch.isnan(logits) | (logits == float("inf"))
+def check_finite_logits(op: str, logits: torch.Tensor) -> torch.Tensor:
+    """NaN or +inf logits are errors (naming the first bad row); -inf means masked.
+
+    One pass: the row maxima ``[rows]`` (NaN propagates through ``amax``), which are
+    returned; a maximum of ``-inf`` marks a row with no allowed token.
+    """
+    top = logits.amax(-1)
+    bad = torch.isnan(top) | (top == float("inf"))
     if bool(bad.any()):
-        row = int(bad.any(-1).nonzero()[0])
-        what = "NaN" if bool(torch.isnan(logits[row]).any()) else "+inf"
+        row = int(bad.nonzero()[0])
+        what = "NaN" if bool(torch.isnan(top[row])) else "+inf"
         raise ValueError(f"{op}: row {row} of the logits contains {what}")
+    return top
 
 
 def per_row(

@@ -434,6 +434,16 @@ def test_noise_is_the_documented_hash() -> None:
     assert not torch.equal(got, kernels.uniforms(seeds.unsqueeze(1), 4, tokens.unsqueeze(0)))
 
 
+def test_gumbel_rows_is_gumbel_over_every_token() -> None:
+    """The cached full-vocabulary noise of the vectorized path equals ``gumbel`` bit for bit."""
+    from decodekit_kernels._noise import gumbel_rows
+
+    seeds = make_seeds(5)
+    for vocab in (111, 4099):
+        want = kernels.gumbel(seeds.unsqueeze(1), 2, torch.arange(vocab).unsqueeze(0))
+        assert torch.equal(gumbel_rows(seeds, 2, vocab), want)
+
+
 @pytest.mark.parametrize("make", [lambda: torch.Generator().manual_seed(7)], ids=["cpu"])
 def test_seeds_from_generators_is_reproducible(make: Callable[[], torch.Generator]) -> None:
     """The same generators give the same seeds; the seeds are int64 ``[rows]``."""

@@ -58,8 +58,7 @@ def _prepare(
         raise ValueError(f"{op}: top_p must be in (0, 1]")
     if bool(((m < 0) | (m > 1)).any()):
         raise ValueError(f"{op}: min_p must be in [0, 1]")
-    check_finite_logits(op, logits)
-    empty = ~(logits > float("-inf")).any(-1)
+    empty = check_finite_logits(op, logits) == float("-inf")
     if bool(empty.any()):
         raise ValueError(f"{op}: row {int(empty.nonzero()[0])} allows no token (all logits -inf)")
     return t, k, p, m

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import torch
 
-from decodekit_kernels._noise import gumbel
+from decodekit_kernels._noise import gumbel, gumbel_rows
 
 #: How many of the largest logits the top-p search, and the noise of truncated rows, use.
 CANDIDATES = 1024
@@ -174,15 +174,21 @@ def probs_after_sampling_params(
 
 def _gumbel_max(
     x: torch.Tensor,
-    ids: torch.Tensor,
+    ids: torch.Tensor | None,
     keep: torch.Tensor | None,
     seeds: torch.Tensor,
     vocab: int,
 ) -> torch.Tensor:
     """Per row, the kept token of ``ids`` with the largest ``x + G``; lowest id on ties.
 
-    ``keep`` None keeps every token (a ``-inf`` logit scores ``-inf`` anyway).
+    ``ids`` None means every token of the row (``x [n, V]``); ``keep`` None keeps every
+    token (a ``-inf`` logit scores ``-inf`` anyway).
     """
+    if ids is None:
+        score = gumbel_rows(seeds, 0, vocab).add_(x)
+        if keep is not None:
+            score.masked_fill_(~keep, float("-inf"))
+        return score.argmax(-1)  # the first maximum: the lowest id on ties
     score = gumbel(seeds.unsqueeze(1), 0, ids).add_(x)
     if keep is not None:
         score.masked_fill_(~keep, float("-inf"))
@@ -235,12 +241,11 @@ def sample(
             keep = _kept(values[sel], pk[sel], f[sel], mp[sel])
             drawn[win[sel]] = _gumbel_max(values[sel], ids[sel], keep, seeds[win[sel]], vocab)
             fits[win[sel]] = True
-    ids = torch.arange(vocab, device=logits.device).unsqueeze(0)
     for group, masked in ((~fits & truncates, True), (~truncates, False)):
         if bool(group.any()):
             rest = group.nonzero().squeeze(1)
             xs = x if rest.numel() == x.shape[0] else x[rest]
             keep = _kept(xs, peak[rest], floor[rest], min_p[rest]) if masked else None
-            drawn[rest] = _gumbel_max(xs, ids, keep, seeds[rest], vocab)
+            drawn[rest] = _gumbel_max(xs, None, keep, seeds[rest], vocab)
     tokens[live] = drawn
     return tokens
