@@ -49,7 +49,10 @@ def _to_int32(x: torch.Tensor) -> torch.Tensor:
 
 def _mul32_(x: torch.Tensor, b: int) -> torch.Tensor:
     """In place: ``x * b mod 2**32`` on int32 bits (unsigned 32-bit arithmetic wraps)."""
-    return x.view(torch.uint32).mul_(b).view(torch.int32)
+    try:
+        return x.view(torch.uint32).mul_(b).view(torch.int32)
+    except (NotImplementedError, RuntimeError):  # a device without uint32 multiplication
+        return x.copy_(_to_int32(_mul32(x.long() & MASK32, b)))
 
 
 def _xorshift_(x: torch.Tensor, shift: int) -> torch.Tensor:
