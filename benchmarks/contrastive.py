@@ -85,8 +85,11 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--rep-tokens", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1 keeps ratios stable on a shared machine)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/contrastive.md"))
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     times = measure_speed(args.tokens, args.repeats)
     greedy = statistics.median(times["greedy"])
     lines = [
