@@ -260,3 +260,18 @@ def test_draft_trees_are_valid_for_the_core():
     depths = draft.depths()
     assert int(depths.max()) <= 6
     assert not draft.is_chain()
+
+
+def test_bad_drafter_options_name_the_field_through_speculative():
+    if "speculative" not in decodekit.get_registry().strategies:
+        pytest.skip("the speculative strategy (plugins/speculative) is not installed")
+    from decodekit.errors import ConfigError
+    from decodekit.testing import MarkovModel
+
+    engine = decodekit.Engine(MarkovModel.random(4))
+    with pytest.raises(ConfigError, match=r"drafter_options\.max_ngram"):
+        engine.generate([[0]], strategy="speculative", drafter="prompt_lookup",
+                        drafter_options={"max_ngram": 0})
+    with pytest.raises(ConfigError, match=r"drafter_options\.top_k"):
+        engine.generate([[0]], strategy="speculative", drafter="token_recycling",
+                        drafter_options={"top_k": 0})
