@@ -48,9 +48,9 @@ def pct(values: list[float], q: float) -> float:
 def raw_llguidance_mask_times(tokenizer: Any, schema: Any, tokens: list[int]) -> list[float]:
     """Seconds of ``LLMatcher.unsafe_compute_mask_ptr`` before each token, raw llguidance."""
     import llguidance
-    import llguidance.hf
+    from decodekit_json.backends import llguidance_tokenizer
 
-    engine = llguidance.hf.from_tokenizer(tokenizer)
+    engine = llguidance_tokenizer(tokenizer)  # cached per tokenizer
     matcher = llguidance.LLMatcher(
         engine, llguidance.LLMatcher.grammar_from_json_schema(schema), log_level=0
     )
@@ -134,9 +134,14 @@ STRATEGIES: dict[str, dict[str, Any]] = {
 }
 
 
+#: Strategies to run (``--strategies``); all of STRATEGIES by default.
+SELECTED: list[str] = list(STRATEGIES)
+
+
 def installed_strategies(engine: Engine) -> dict[str, dict[str, Any]]:
     registry = engine.registry
-    chosen = {name: kw for name, kw in STRATEGIES.items() if name in registry.strategies}
+    chosen = {name: kw for name, kw in STRATEGIES.items()
+              if name in registry.strategies and name in SELECTED}
     if "speculative" in chosen and "prompt_lookup" not in registry.drafters:
         del chosen["speculative"]
     return chosen
@@ -245,9 +250,12 @@ def main() -> None:
     parser.add_argument("--backend", nargs="+", default=["llguidance", "xgrammar"])
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES),
+                        choices=list(STRATEGIES))
     parser.add_argument("--limit", type=int, default=0, help="Only the first N MaskBench schemas.")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/constrained.md"))
     args = parser.parse_args()
+    SELECTED[:] = args.strategies
     entries = maskbench.load(DATA)
     if args.limit:
         entries = entries[: args.limit]
