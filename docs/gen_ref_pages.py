@@ -32,6 +32,11 @@ MODULES = {
     "decodekit_speculative.drafters": "Plugin: speculative decoding, model drafters",
     "decodekit_speculative.adaptive": "Plugin: speculative decoding, adaptive draft length",
     "decodekit_speculative.testing": "Plugin: speculative decoding, toy drafters",
+    "decodekit_json": "Plugin: constrained decoding (JSON Schema, regex, grammar, choice)",
+    "decodekit_json.specs": "Plugin: constrained decoding, constraint fields",
+    "decodekit_json.backends": "Plugin: constrained decoding, llguidance and xgrammar matchers",
+    "decodekit_json.constraint": "Plugin: constrained decoding, per-row matcher state",
+    "decodekit_json.maskbench": "Plugin: constrained decoding, MaskBench checks",
 }
 
 lines = ["# API reference", "", "Generated from the docstrings.", ""]
