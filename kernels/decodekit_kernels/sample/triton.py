@@ -82,19 +82,17 @@ def _sample_kernel(
                 hi = lt_max
         kth_key = lo
 
-    # mass of the top-k set
-    total = 0.0
-    for start in range(0, V, BLOCK):
-        idx = start + offs
-        x = tl.load(base + idx * stride_col, mask=idx < V, other=-float("inf")).to(tl.float32)
-        x = x / scale
-        keep = (ordered_key(x) >= kth_key) & (x > -float("inf")) & (idx < V)
-        total += tl.sum(tl.where(keep, tl.exp(x - best), 0.0), 0)
-
-    # top-p: the smallest key K whose strictly larger values hold less than top_p * total;
-    # bounds snap to actual keys of the top-k set as above
+    # top-p: the smallest key K whose strictly larger values hold less than top_p * total
+    # (the mass of the top-k set); bounds snap to actual keys of the top-k set as above
     cut_key = kth_key
     if (top_p < 1.0) & (temp != 0.0):
+        total = 0.0
+        for start in range(0, V, BLOCK):
+            idx = start + offs
+            x = tl.load(base + idx * stride_col, mask=idx < V, other=-float("inf"))
+            x = x.to(tl.float32) / scale
+            keep = (ordered_key(x) >= kth_key) & (x > -float("inf")) & (idx < V)
+            total += tl.sum(tl.where(keep, tl.exp(x - best), 0.0), 0)
         limit = top_p * total
         lo = kth_key
         hi = hi_key
