@@ -17,31 +17,34 @@ PROMPTS = ["Write a short story about a robot.", "Tell me about Paris."]
 def reference_contrastive(hf, prompt_ids: list[int], steps: int, k: int, alpha: float) -> list[int]:
     """Contrastive search written out directly (Su et al., 2022), no cache, no tree.
 
-    Every step recomputes the whole sequence: the context's hidden states and the next-token
-    distribution from one forward over it, then the sequence extended by each of the ``k``
-    most likely tokens (``k`` independent sequences, one batch), for the candidates' hidden
-    states.
+    Every step recomputes whole sequences: the ``k`` most likely tokens each extend the
+    sequence into ``k`` independent sequences (one batch, no cache), whose last hidden
+    states are the candidates' and whose other positions are the context. The chosen
+    sequence's forward gives the next step's distribution and context (the first step
+    runs the prompt alone).
     """
     ids = list(prompt_ids)
     out: list[int] = []
     with torch.inference_mode():
+        run = hf(input_ids=torch.tensor([ids]), output_hidden_states=True, logits_to_keep=1)
+        context = run.hidden_states[-1][0].float()  # [T, H]
+        logits = run.logits[0, -1].float()
         for _ in range(steps):
-            base = hf(input_ids=torch.tensor([ids]), output_hidden_states=True)
-            context = base.hidden_states[-1][0].float()  # [T, H]
-            probs = torch.softmax(base.logits[0, -1].float(), -1)
+            probs = torch.softmax(logits, -1)
             top = torch.topk(probs, k).indices.tolist()
             runs = hf(input_ids=torch.tensor([[*ids, token] for token in top]),
-                      output_hidden_states=True)
-            best, best_score = None, None
+                      output_hidden_states=True, logits_to_keep=1)
+            best, best_score = 0, None
             for i, token in enumerate(top):
                 h = runs.hidden_states[-1][i, -1].float()
                 sim = torch.nn.functional.cosine_similarity(context, h.unsqueeze(0), dim=-1)
                 score = (1 - alpha) * float(probs[token]) - alpha * float(sim.max())
                 if best_score is None or score > best_score:
-                    best, best_score = token, score
-            assert best is not None
-            ids.append(best)
-            out.append(best)
+                    best, best_score = i, score
+            ids.append(top[best])
+            out.append(top[best])
+            context = runs.hidden_states[-1][best].float()
+            logits = runs.logits[best, -1].float()
     return out
 
 
