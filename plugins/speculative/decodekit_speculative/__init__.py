@@ -68,9 +68,9 @@ class SpeculativeParams(SamplingParams):
         None, ge=1, description="Node budget per row for tree drafts; None: the drafter's default."
     )
     verify: Literal["chain", "tree"] = Field(
-        "chain",
-        description="'chain': speculative sampling of one chain; 'tree': recursive rejection "
-        "sampling over a token tree (needed for drafters that propose trees).",
+        "tree",
+        description="'tree': recursive rejection sampling over a token tree (chain drafts go "
+        "through the chain kernel); 'chain': chain drafts only, a tree is an error.",
     )
     drafter_options: dict[str, Any] = Field(
         default_factory=dict, description="The drafter's own options (its Options model)."

@@ -35,6 +35,21 @@ class _RejectionVerifier(Verifier):
         self.warper = warper or Warper()
         self.backend = backend
 
+    def _chain(self, view: DecodeView, output: StepOutput, draft: DraftTree) -> Selection:
+        """Speculative sampling of a chain draft (``verify_chain``)."""
+        target, proposals, tokens, uniforms, seeds = self._inputs(view, output, draft)
+        accepted, next_token = kernels.verify_chain(
+            target, proposals, tokens, uniforms, seeds,
+            greedy=self.warper.is_greedy, backend=self.backend,  # type: ignore[arg-type]
+        )
+        rows_tokens, kept, counts = [], [], []
+        token_lists = draft.tokens.tolist()
+        for r, (n, nxt) in enumerate(zip(accepted.tolist(), next_token.tolist(), strict=True)):
+            rows_tokens.append([*token_lists[r][:n], nxt])
+            kept.append(list(range(n)))
+            counts.append(n)
+        return Selection(tokens=rows_tokens, kept_nodes=kept, accepted_draft=counts)
+
     def _plain(self, view: DecodeView, output: StepOutput) -> Selection:
         tokens = self.warper.sample(output.logits[:, 0], draw_seeds(view.generators))
         return Selection.single(tokens.tolist())
@@ -79,19 +94,7 @@ class RejectionChainVerifier(_RejectionVerifier):
                 "the rejection_chain verifier got a draft tree (a node whose parent is not "
                 "the previous node); use verify='tree' for drafters that propose trees"
             )
-        target, proposals, tokens, uniforms, seeds = self._inputs(view, output, draft)
-        accepted, next_token = kernels.verify_chain(
-            target, proposals, tokens, uniforms, seeds,
-            greedy=self.warper.is_greedy, backend=self.backend,  # type: ignore[arg-type]
-        )
-        rows_tokens, kept, counts = [], [], []
-        token_lists = draft.tokens.tolist()
-        for r, (n, nxt) in enumerate(zip(accepted.tolist(), next_token.tolist(), strict=True)):
-            rows_tokens.append([*token_lists[r][:n], nxt])
-            kept.append(list(range(n)))
-            counts.append(n)
-        return Selection(tokens=rows_tokens, kept_nodes=kept, accepted_draft=counts)
-
+        return self._chain(view, output, draft)
 
 class RejectionTreeVerifier(_RejectionVerifier):
     """Multi-draft recursive rejection sampling over a token tree (SpecInfer; RSD).
@@ -114,6 +117,8 @@ class RejectionTreeVerifier(_RejectionVerifier):
         """Commit each row's accepted path plus one new token."""
         if draft is None:
             return self._plain(view, output)
+        if draft.is_chain():  # the same result, with the cheaper chain kernel
+            return self._chain(view, output, draft)
         target, proposals, tokens, uniforms, seeds = self._inputs(view, output, draft)
         path, accepted, next_token = kernels.verify_tree(
             target, proposals, tokens, draft.parents.to(tokens.device), uniforms, seeds,

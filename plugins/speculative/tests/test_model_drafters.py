@@ -191,7 +191,7 @@ def test_layer_skip_rejects_too_many_layers(engine):
 
 def test_chain_verifier_refuses_trees(engine):
     with pytest.raises(ValueError, match="verify='tree'"):
-        engine.generate([1, 2], strategy="speculative", drafter="markov", temperature=1.0,
+        engine.generate([1, 2], strategy="speculative", drafter="markov", temperature=1.0, verify="chain",
                         max_new_tokens=4, drafter_options={"branches": 2}, seed=0)
 
 
