@@ -173,7 +173,7 @@ def main() -> None:
             f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} at "
             f"start, torch {torch.__version__}, CPU. Batch 1, "
             f"{args.tokens} new tokens, greedy, median of {args.repeats} interleaved runs; "
-            f"drafters through `{strategy}`. Accepted/forward: tokens committed per target "
+            f"drafters through `{strategy}`. tokens/forward: tokens committed per target "
             "forward.",
             "",
             "| dtype | task | contender | tokens/s | vs decodekit greedy | tokens/forward "
