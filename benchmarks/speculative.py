@@ -147,15 +147,15 @@ def main() -> None:
         "| dtype | task | contender | tokens/s | ratio to greedy | per forward | same tokens |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     for dtype in args.dtypes:
         for task, name, rate, ratio, per_forward, same in measure(dtype, args.tokens,
                                                                   args.repeats, assistant):
             shown = "—" if per_forward is None else f"{per_forward:.2f}"
             lines.append(f"| {dtype} | {task} | {name} | {rate:.1f} | {ratio:.2f}x | {shown} | "
                          f"{'yes' if same else 'no'} |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out}")
+        args.out.write_text("\n".join(lines) + "\n")  # after each dtype
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
