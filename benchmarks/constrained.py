@@ -87,12 +87,13 @@ def section_maskbench(entries: list[dict[str, Any]], tokenizer: Any,
             f"{1e6 * pct(masks, 99):.0f} | {seconds:.0f} |"
         )
         print(lines[-1], flush=True)
-        for r in results:
-            for i in r.instances:
-                if not i.correct:
-                    notes.append(f"- {backend}: `{r.id}` {'valid' if i.valid else 'invalid'} "
-                                 f"instance {'rejected' if i.valid else 'accepted'} "
-                                 f"(token {i.consumed} of {i.tokens})")
+        for label, wrong in (("valid instances rejected", True), ("invalid accepted", False)):
+            ids = sorted({r.id for r in results for i in r.instances
+                          if not i.correct and i.valid == wrong})
+            if ids:
+                shown = ", ".join(f"`{i}`" for i in ids[:8])
+                notes.append(f"- {backend}, {label}, in {len(ids)} schemas: {shown}"
+                             + (", ..." if len(ids) > 8 else ""))
         failures: dict[str, int] = {}
         for r in results:
             if not r.compiled:

@@ -10,6 +10,7 @@ one tokenizer; :func:`compile_grammar` caches them per (grammar, tokenizer).
 from __future__ import annotations
 
 import json
+import re
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -316,10 +317,10 @@ class XGrammarGrammar(Grammar):
             else:
                 compiled = compiler.compile_grammar(source)
         except (RuntimeError, ValueError, TypeError) as exc:
-            message = str(exc).strip().splitlines()
-            raise ConstraintError(
-                f"{what}: xgrammar cannot compile it: {message[0] if message else exc}"
-            ) from None
+            lines = str(exc).strip().splitlines()
+            # drop xgrammar's "[time] file.cc:line: " prefix, keep the reason
+            reason = re.sub(r"^\[[^\]]*\]\s*\S+:\d+:\s*", "", lines[0]) if lines else str(exc)
+            raise ConstraintError(f"{what}: xgrammar cannot compile it: {reason}") from None
         self.compiled = compiled
         self.tokenizer = tokenizer
         self.eos_tokens = frozenset(int(t) for t in info.stop_token_ids)
