@@ -638,7 +638,7 @@ def _strategy_named(
     from decodekit.plugins import get_registry
 
     if isinstance(strategy, str) and drafter is None and verifier is None:
-        get_registry().strategies[strategy]  # noqa: B018 - fail early on unknown names
+        get_registry().strategies[strategy]
         yield strategy
         return
     from decodekit import hookimpl
