@@ -96,14 +96,29 @@ class DraftTree:
         """Whether every proposal is one-hot on the node's token."""
         return self.proposals is None
 
+    def ancestors(self) -> torch.Tensor:
+        """Node-to-node ancestry: BoolTensor ``[rows, N, N]``.
+
+        ``ancestors()[r, i, j]`` is True when node ``j`` is node ``i`` or one of its
+        ancestors. Computed as the transitive closure of the parent relation by repeated
+        squaring (``log2 N`` batched matrix products), not node by node.
+        """
+        rows, n = self.parents.shape
+        reach = torch.eye(n).expand(rows, n, n).clone()
+        has_parent = self.parents >= 0
+        if bool(has_parent.any()):
+            r, i = has_parent.nonzero(as_tuple=True)
+            reach[r, i, self.parents[r, i]] = 1.0
+        steps = max(1, (n - 1).bit_length())
+        for _ in range(steps):
+            reach = torch.bmm(reach, reach).clamp_(max=1.0)
+        return reach.bool()
+
     def depths(self) -> torch.Tensor:
         """Depth of every node, 1 for children of the root: LongTensor ``[rows, N]``."""
-        depth = torch.zeros_like(self.parents)
-        for node in range(self.num_nodes):
-            parent = self.parents[:, node]
-            parent_depth = depth.gather(1, parent.clamp(min=0).unsqueeze(1)).squeeze(1)
-            depth[:, node] = torch.where(parent >= 0, parent_depth + 1, 1)
-        return depth
+        if self.num_nodes == 0:
+            return torch.zeros_like(self.parents)
+        return self.ancestors().sum(-1).long()
 
     def is_chain(self) -> bool:
         """Whether every row's nodes form one chain (node i's parent is node i-1)."""

@@ -141,13 +141,7 @@ def _tree_ancestors(
     anc[:, :width_p, :width_p] = causal & pending_valid.unsqueeze(1)
     if draft is not None:
         anc[:, width_p:, :width_p] = pending_valid.unsqueeze(1)
-        for node in range(draft.num_nodes):
-            parent = draft.parents[:, node]
-            has_parent = parent >= 0
-            parent_slot = (width_p + parent.clamp(min=0)).tolist()
-            parent_rows = anc[torch.arange(rows), parent_slot, width_p:]
-            anc[:, width_p + node, width_p:] = parent_rows & has_parent.unsqueeze(1)
-            anc[:, width_p + node, width_p + node] = True
+        anc[:, width_p:, width_p:] = draft.ancestors()
     # a padding slot attends to itself only, so no query row is fully masked (NaN-free)
     eye = torch.eye(width, dtype=torch.bool).unsqueeze(0)
     invalid = ~slot_valid
