@@ -251,7 +251,12 @@ def _parse_output(request: GenerationRequest, text: str, finish_reason: str | No
     """The output as an instance of the requested pydantic model (complete values only)."""
     if request.output_type is None or finish_reason != "stop":
         return None
-    return request.output_type.model_validate_json(text)  # type: ignore[attr-defined]
+    from pydantic import ValidationError
+
+    try:
+        return request.output_type.model_validate_json(text)  # type: ignore[attr-defined]
+    except ValidationError:  # a stop string cut the value short: it is not a complete value
+        return None
 
 
 def constraint_from(value: Any) -> tuple[dict[str, Any] | None, type | None]:
