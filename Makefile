@@ -40,7 +40,7 @@ lint: setup
 	$(BIN)/ruff check .
 
 test: model lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20
 	$(BIN)/mkdocs build --strict --quiet
 
 docs: setup

@@ -350,7 +350,10 @@ def load_model(
             f"{path} is not a Hugging Face model directory (no config.json in it)"
         )
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    # no "Loading weights" progress bar: the CLI's --json output must stay parseable
+    hf_logging.disable_progress_bar()
     try:
         config = json.loads((path / "config.json").read_text())
         model = AutoModelForCausalLM.from_pretrained(

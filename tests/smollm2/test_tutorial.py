@@ -46,7 +46,7 @@ def test_selected_from_a_config_file_and_run():
               "--max-new-tokens", "12", "Tell me a story."],
     )
     assert result.exit_code == 0, result.output
-    record = json.loads(result.output.strip().splitlines()[-1])
+    record = json.loads(next(line for line in result.output.splitlines() if line.startswith("{")))
     assert record["strategy"] == "mirostat"
     assert record["stats"]["new_tokens"] == len(record["token_ids"]) > 0
     assert record["text"].strip()
