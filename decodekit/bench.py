@@ -187,12 +187,12 @@ def write_chart(results: Sequence[BenchResult], path: Path, *, title: str = "") 
 
     labels = [r.spec.label for r in results]
     values = [r.tokens_per_second for r in results]
-    fig, ax = plt.subplots(figsize=(7, 0.5 * len(results) + 1.5))
+    fig, ax = plt.subplots(figsize=(10, 0.5 * len(results) + 1.5))
     bars = ax.barh(labels, values, color="#4c72b0")
     ax.invert_yaxis()
     ax.set_xlabel("tokens per second (higher is better)")
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize=10)
     base = values[0] if values else 0.0
     for bar, value in zip(bars, values, strict=True):
         ratio = f" ({value / base:.2f}x)" if base else ""
@@ -201,5 +201,5 @@ def write_chart(results: Sequence[BenchResult], path: Path, *, title: str = "") 
     ax.set_xlim(0, max(values, default=1.0) * 1.3 or 1.0)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")  # long labels stay inside
     plt.close(fig)
