@@ -32,6 +32,7 @@ is the best hypotheses over all groups.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -62,6 +63,45 @@ class Hypothesis:
     token_ids: list[int] = field(compare=False)
     log_prob: float = field(compare=False)
     finish_reason: str = field(compare=False)
+
+
+def best_rows(
+    prompt_ids: dict[int, list[int]],
+    hypotheses: dict[int, list[Hypothesis]],
+    count: int,
+    passes: dict[int, int],
+    *,
+    score: Callable[[Hypothesis], float],
+) -> list[RowResult]:
+    """The ``count`` best hypotheses of every prompt, as rows to report, best first.
+
+    Parameters
+    ----------
+    prompt_ids : dict of int to list of int
+        Each prompt's token ids, by prompt index.
+    hypotheses : dict of int to list of Hypothesis
+        Candidates per prompt, in any order (ranked by ``Hypothesis`` ordering).
+    count : int
+        How many to report per prompt.
+    passes : dict of int to int
+        Forwards each prompt took part in.
+    score : callable
+        The score a row reports for its hypothesis.
+    """
+    results = []
+    for prompt in sorted(prompt_ids):
+        for hypothesis in sorted(hypotheses.get(prompt, []), reverse=True)[:count]:
+            results.append(
+                RowResult(
+                    prompt_index=prompt,
+                    prompt_ids=list(prompt_ids[prompt]),
+                    token_ids=list(hypothesis.token_ids),
+                    finish_reason=hypothesis.finish_reason,
+                    forward_passes=passes.get(prompt, len(hypothesis.token_ids)),
+                    score=score(hypothesis),
+                )
+            )
+    return results
 
 
 class RowBook:
@@ -304,19 +344,12 @@ class BeamVerifier(Verifier):
                     finish_reason=row.finish_reason or "stop",
                 )
             )
-        results = []
-        for prompt in sorted(self.prompt_ids):
-            found = [h for (p, _), hs in self.hypotheses.items() if p == prompt for h in hs]
-            ranked = sorted([*found, *extra.get(prompt, [])], reverse=True)
-            for hypothesis in ranked[: self.num_return_sequences]:
-                results.append(
-                    RowResult(
-                        prompt_index=prompt,
-                        prompt_ids=list(self.prompt_ids[prompt]),
-                        token_ids=list(hypothesis.token_ids),
-                        finish_reason=hypothesis.finish_reason,
-                        forward_passes=passes.get(prompt, len(hypothesis.token_ids)),
-                        score=hypothesis.score,
-                    )
-                )
-        return results
+        ranked = {
+            prompt: [h for (p, _), hs in self.hypotheses.items() if p == prompt for h in hs]
+            + extra.get(prompt, [])
+            for prompt in self.prompt_ids
+        }
+        return best_rows(
+            self.prompt_ids, ranked, self.num_return_sequences, passes,
+            score=lambda h: h.score,
+        )

@@ -29,7 +29,7 @@ import torch
 
 from decodekit.components import DecodeView, DraftTree, Selection, StepOutput, Verifier
 from decodekit.loop import RowResult
-from decodekit_beam.beam import Hypothesis, RowBook, prompt_rows
+from decodekit_beam.beam import Hypothesis, RowBook, best_rows, prompt_rows
 
 __all__ = ["StochasticBeamVerifier", "conditional_gumbel"]
 
@@ -210,18 +210,10 @@ class StochasticBeamVerifier(Verifier):
             ended.setdefault(row.prompt_index, []).append(
                 Hypothesis(key, list(row.token_ids), log_prob, row.finish_reason or "stop")
             )
-        results = []
-        for prompt in sorted(self.prompt_ids):
-            ranked = sorted([*self.finished.get(prompt, []), *ended.get(prompt, [])], reverse=True)
-            for hypothesis in ranked[: self.num_beams]:
-                results.append(
-                    RowResult(
-                        prompt_index=prompt,
-                        prompt_ids=list(self.prompt_ids[prompt]),
-                        token_ids=list(hypothesis.token_ids),
-                        finish_reason=hypothesis.finish_reason,
-                        forward_passes=passes.get(prompt, len(hypothesis.token_ids)),
-                        score=hypothesis.log_prob,
-                    )
-                )
-        return results
+        candidates = {
+            prompt: [*self.finished.get(prompt, []), *ended.get(prompt, [])]
+            for prompt in self.prompt_ids
+        }
+        return best_rows(
+            self.prompt_ids, candidates, self.num_beams, passes, score=lambda h: h.log_prob
+        )
