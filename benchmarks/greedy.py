@@ -28,11 +28,11 @@ def bare_loop(model, ids, tokens):
     hf = model.hf
     with torch.inference_mode():
         cache = DynamicCache(config=hf.config)
-        out = hf(input_ids=torch.tensor([ids]), past_key_values=cache, use_cache=True, logits_to_keep=1)
+        out = hf(input_ids=torch.tensor([ids]), cache=cache, use_cache=True, logits_to_keep=1)
         token = out.logits[:, -1].argmax(-1, keepdim=True)
         produced = [int(token)]
         for _ in range(tokens - 1):
-            out = hf(input_ids=token, past_key_values=cache, use_cache=True, logits_to_keep=1)
+            out = hf(input_ids=token, cache=cache, use_cache=True, logits_to_keep=1)
             token = out.logits[:, -1].argmax(-1, keepdim=True)
             produced.append(int(token))
     return produced

@@ -104,13 +104,13 @@ def forward_costs(engine: Engine, context: int, widths: list[int], repeats: int)
     with torch.inference_mode():
         ids = torch.randint(100, 1000, (1, context))
         cache = DynamicCache(config=hf.config)
-        hf(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        hf(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
         for width in widths:
             times = []
             for _ in range(repeats):
                 new = torch.randint(100, 1000, (1, width))
                 start = time.perf_counter()
-                hf(input_ids=new, past_key_values=cache, use_cache=True, logits_to_keep=width)
+                hf(input_ids=new, cache=cache, use_cache=True, logits_to_keep=width)
                 times.append(time.perf_counter() - start)
                 cache.crop(-width)
             rows.append((width, statistics.median(times)))

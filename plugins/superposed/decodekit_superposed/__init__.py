@@ -209,7 +209,7 @@ class SuperposedDecoder(Verifier):
         embed = hf.get_input_embeddings()
         prompt_model = NGramModel(self.corpus_model.order).add(prompt)
         cache_kv = DynamicCache(config=hf.config)
-        out = hf(input_ids=torch.tensor([prompt], device=device), past_key_values=cache_kv,
+        out = hf(input_ids=torch.tensor([prompt], device=device), cache=cache_kv,
                  use_cache=True, logits_to_keep=1)
         forwards = 1
         drafts = [Draft()]
@@ -226,7 +226,7 @@ class SuperposedDecoder(Verifier):
             mixed = (weights.unsqueeze(1) * vectors).sum(0).to(model.dtype)
             position = torch.tensor([[len(prompt) + step]], device=device)
             out = hf(inputs_embeds=mixed.view(1, 1, -1), position_ids=position,
-                     past_key_values=cache_kv, use_cache=True, logits_to_keep=1)
+                     cache=cache_kv, use_cache=True, logits_to_keep=1)
             forwards += 1
         drafts.sort(key=lambda d: -d.logprob)
         return drafts, forwards
