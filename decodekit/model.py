@@ -26,6 +26,7 @@ from decodekit.errors import ModelLoadError, PromptError
 from decodekit.tree import StepBatch, step_attention_mask
 
 __all__ = [
+    "ATTENTION_IMPLEMENTATIONS",
     "DTYPES",
     "ForwardResult",
     "HFModel",
@@ -37,6 +38,11 @@ __all__ = [
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 DTypeName = Literal["float32", "bfloat16"]
+#: transformers attention implementations that take the step's custom 4D mask: sdpa reads
+#: it as a boolean "may attend" mask, eager adds it to the scores (so it gets a float mask).
+#: Others (flash attention, flex attention, paged kernels) ignore or reject a 4D mask,
+#: which would silently unmask padding, cache holes and tree nodes.
+ATTENTION_IMPLEMENTATIONS: tuple[str, ...] = ("sdpa", "eager")
 
 
 @dataclass
@@ -244,13 +250,29 @@ class HFModel(LanguageModel):
     Parameters
     ----------
     model : transformers.PreTrainedModel
-        A causal LM whose attention accepts a 4D boolean mask (Llama, Qwen, Mistral,
-        SmolLM, ... with the ``sdpa`` or ``eager`` attention implementation).
+        A causal LM whose attention accepts a 4D mask (Llama, Qwen, Mistral, SmolLM, ...)
+        with one of :data:`ATTENTION_IMPLEMENTATIONS`: ``sdpa`` (boolean mask) or
+        ``eager`` (additive float mask). The mask is built in the form each one needs.
     tokenizer : transformers tokenizer or None
         Needed for text prompts and stop strings.
+
+    Raises
+    ------
+    ModelLoadError
+        The model uses another attention implementation (``flash_attention_2``, ...),
+        which cannot apply the masks of padded batches, cache holes and draft trees.
     """
 
     def __init__(self, model: Any, tokenizer: Any = None, *, name: str = "") -> None:
+        attention = getattr(model.config, "_attn_implementation", None) or "eager"
+        if attention not in ATTENTION_IMPLEMENTATIONS:
+            raise ModelLoadError(
+                f"attn_implementation {attention!r} is not supported: decodekit masks padding, "
+                f"cache holes and draft trees with a 4D mask, which only "
+                f"{' and '.join(ATTENTION_IMPLEMENTATIONS)} apply; load the model with "
+                "attn_implementation='sdpa'"
+            )
+        self.attention = attention
         self.hf = model.eval()
         self.tokenizer = tokenizer
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
@@ -278,12 +300,12 @@ class HFModel(LanguageModel):
         if not isinstance(cache, HFCache):
             raise TypeError("HFModel.forward needs the cache from HFModel.new_cache()")
         plain = step.ancestors is None and cache.all_valid
-        mask = None if plain else step_attention_mask(cache.valid, step)
+        mask = None if plain else self._mask(step_attention_mask(cache.valid, step))
         out = self.hf(
             input_ids=step.tokens,
             position_ids=step.positions,
             attention_mask=mask,
-            past_key_values=cache.hf,
+            cache=cache.hf,
             use_cache=True,
             logits_to_keep=step.logits_count,
             output_hidden_states=hidden_states,
@@ -291,6 +313,18 @@ class HFModel(LanguageModel):
         cache.appended(step.slot_valid)
         hidden = out.hidden_states[-1].float() if hidden_states else None
         return ForwardResult(logits=out.logits.float(), hidden_states=hidden)
+
+    def _mask(self, allowed: torch.Tensor) -> torch.Tensor:
+        """The 4D mask in the form the attention implementation reads.
+
+        sdpa takes the boolean mask as is; eager adds the mask to the attention scores, so
+        it gets 0 where a slot may attend and the dtype's most negative value elsewhere.
+        """
+        if self.attention == "sdpa":
+            return allowed
+        blocked = torch.finfo(self.dtype).min
+        additive = torch.zeros(allowed.shape, dtype=self.dtype, device=allowed.device)
+        return additive.masked_fill_(~allowed, blocked)
 
     def encode(self, prompt: str, *, raw: bool = False) -> list[int]:  # noqa: D102
         if self.tokenizer is None:
@@ -318,6 +352,7 @@ def load_model(
     *,
     dtype: DTypeName = "float32",
     device: str = "cpu",
+    attn_implementation: str = "sdpa",
 ) -> HFModel:
     """Load a local Hugging Face causal LM directory, or the embedded default model.
 
@@ -330,14 +365,21 @@ def load_model(
         Weights and activations dtype.
     device : str
         ``"cpu"`` or a CUDA device.
+    attn_implementation : {"sdpa", "eager"}
+        The transformers attention implementation (see :data:`ATTENTION_IMPLEMENTATIONS`).
 
     Raises
     ------
     ModelLoadError
-        The path does not exist or holds no loadable causal LM.
+        The path does not exist or holds no loadable causal LM, or an argument is invalid.
     """
     if dtype not in DTYPES:
         raise ModelLoadError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    if attn_implementation not in ATTENTION_IMPLEMENTATIONS:
+        raise ModelLoadError(
+            f"attn_implementation must be one of {list(ATTENTION_IMPLEMENTATIONS)}, "
+            f"got {attn_implementation!r}"
+        )
     if path is None:
         from decodekit.embedded import prepare_embedded_model
 
@@ -357,7 +399,8 @@ def load_model(
     try:
         config = json.loads((path / "config.json").read_text())
         model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=DTYPES[dtype], attn_implementation="sdpa", local_files_only=True
+            path, dtype=DTYPES[dtype], attn_implementation=attn_implementation,
+            local_files_only=True,
         ).to(device)
     except Exception as exc:
         raise ModelLoadError(f"Could not load a causal LM from {path}: {exc}") from exc
