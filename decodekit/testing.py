@@ -40,8 +40,10 @@ __all__ = [
     "assert_lossless",
     "assert_matches_distribution",
     "check_plugin",
+    "chi2_sf",
     "chi_square_test",
     "exact_sequence_distribution",
+    "next_token_logits",
     "reference_penalties",
     "reference_warp",
     "registered_plugin",
@@ -123,12 +125,18 @@ class MarkovModel(LanguageModel):
 
 
 def tiny_llama(
-    vocab_size: int = 97, *, seed: int = 0, layers: int = 2, context_length: int = 256
+    vocab_size: int = 97,
+    *,
+    seed: int = 0,
+    layers: int = 2,
+    context_length: int = 256,
+    attn_implementation: str = "sdpa",
 ) -> LanguageModel:
     """A tiny random Llama (no tokenizer), built in memory: for tests of the model path.
 
     It exercises the real attention, KV cache and tree masks of :class:`~decodekit.HFModel`
-    in milliseconds; feed it token-id prompts.
+    in milliseconds; feed it token-id prompts. ``attn_implementation`` is one of
+    :data:`decodekit.model.ATTENTION_IMPLEMENTATIONS`.
     """
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -145,7 +153,7 @@ def tiny_llama(
         bos_token_id=1,
         eos_token_id=2,
         pad_token_id=0,
-        attn_implementation="sdpa",
+        attn_implementation=attn_implementation,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).float()
@@ -219,7 +227,9 @@ def reference_warp(
     """The distribution sampling settings define, computed plainly in float64.
 
     Order as in Hugging Face: temperature, top-k, top-p, min-p, typical-p; temperature 0
-    or top-k 1 is argmax (one-hot, lowest index on ties).
+    or top-k 1 is argmax (one-hot, lowest index on ties). Cuts keep ties: top-k keeps
+    every token tied with the k-th, top-p every token tied with the last one needed to
+    reach the mass, typical-p every token as close to the entropy as the last one kept.
     """
     values = [float(v) for v in logits]
     vocab = len(values)
@@ -239,13 +249,11 @@ def reference_warp(
         return [w / total for w in weights]
 
     probs = normalized(keep)
-    if top_p < 1.0:
-        order = sorted(range(vocab), key=lambda i: -probs[i])
-        mass = 0.0
-        for i in order:
-            if probs[i] == 0.0 or mass >= top_p:
+    if top_p < 1.0:  # keep a token while the mass of strictly more likely tokens < top_p
+        for i in range(vocab):
+            above = sum(p for p in probs if p > probs[i])
+            if probs[i] == 0.0 or above >= top_p:
                 keep[i] = False
-            mass += probs[i]
         probs = normalized(keep)
     if min_p > 0.0:
         peak = max(probs)
@@ -254,21 +262,39 @@ def reference_warp(
     if typical_p < 1.0:
         entropy = -sum(p * math.log(p) for p in probs if p > 0)
         support = [i for i in range(vocab) if probs[i] > 0]
-        order = sorted(support, key=lambda i: abs(-math.log(probs[i]) - entropy))
+        distance = {i: abs(-math.log(probs[i]) - entropy) for i in support}
+        order = sorted(support, key=lambda i: distance[i])
         mass = 0.0
-        chosen = set()
-        for i in order:
+        cut = distance[order[0]]
+        for i in order:  # the shortest prefix by distance whose mass reaches typical_p
             if mass >= typical_p:
                 break
-            chosen.add(i)
+            cut = distance[i]
             mass += probs[i]
-        keep = [i in chosen for i in range(vocab)]
+        keep = [i in distance and distance[i] <= cut for i in range(vocab)]  # ties kept
         probs = normalized(keep)
     return probs
 
 
+def next_token_logits(model: LanguageModel, sequence: Sequence[int]) -> list[float]:
+    """The model's logits after ``sequence``, computed with no KV cache at all.
+
+    A :class:`MarkovModel` reads its table; a Hugging Face model (:func:`tiny_llama`) runs
+    one plain forward over the whole sequence, so the result is independent of the
+    decode loop's cache, masks and positions: the reference they are tested against.
+    """
+    if isinstance(model, MarkovModel):
+        return model.log_probs[sequence[-1]].double().tolist()
+    hf = getattr(model, "hf", None)
+    if hf is None:
+        raise TypeError(f"next_token_logits: no plain forward for {type(model).__name__}")
+    with torch.inference_mode():
+        ids = torch.tensor([list(sequence)], device=model.device)
+        return hf(input_ids=ids).logits[0, -1].double().tolist()
+
+
 def exact_sequence_distribution(
-    model: MarkovModel,
+    model: LanguageModel,
     prompt: Sequence[int],
     length: int,
     **settings: float,
@@ -276,7 +302,10 @@ def exact_sequence_distribution(
     """Exact probability of every output of ``length`` tokens under sampling settings.
 
     ``settings`` are :class:`~decodekit.config.SamplingParams` fields (warpers and
-    penalties). A sequence that hits the model's EOS ends there (shorter key).
+    penalties). A sequence that hits the model's EOS ends there (shorter key). The model
+    is a :class:`MarkovModel` or a small Hugging Face model such as :func:`tiny_llama`
+    (with real attention, positions and a cache; its logits come from
+    :func:`next_token_logits`): keep ``V ** length`` small.
     """
     penalty_keys = ("repetition_penalty", "presence_penalty", "frequency_penalty")
     penalties = {k: settings[k] for k in penalty_keys if k in settings}
@@ -287,7 +316,7 @@ def exact_sequence_distribution(
         if len(generated) == length or (generated and generated[-1] in model.eos_token_ids):
             result[generated] = result.get(generated, 0.0) + prob
             return
-        logits = model.log_probs[sequence[-1]].double().tolist()
+        logits = next_token_logits(model, sequence)
         if penalties:
             logits = reference_penalties(logits, sequence, len(prompt), **penalties)
         probs = reference_warp(logits, **warp)
@@ -363,10 +392,10 @@ def chi_square_test(
     """Pearson chi-square test of observed counts against exact probabilities.
 
     Outcomes whose expected count is below ``min_expected`` are pooled into one bin,
-    so the chi-square approximation holds.
+    so the chi-square approximation holds. The p-value is the chi-square survival
+    function, computed as the regularized upper incomplete gamma function
+    ``Q(dof / 2, statistic / 2)`` in float64 (torch), so the kit needs no SciPy.
     """
-    from scipy.stats import chi2
-
     samples = sum(observed.values())
     impossible = {k: c for k, c in observed.items() if expected.get(k, 0.0) <= 0.0}
     bins: list[tuple[float, int]] = []
@@ -385,10 +414,17 @@ def chi_square_test(
     return ChiSquareResult(
         statistic=statistic,
         dof=dof,
-        p_value=float(chi2.sf(statistic, dof)),
+        p_value=chi2_sf(statistic, dof),
         samples=samples,
         impossible=impossible,
     )
+
+
+def chi2_sf(statistic: float, dof: int) -> float:
+    """Survival function ``P(X >= statistic)`` of the chi-square law with ``dof`` degrees."""
+    k = torch.tensor(dof / 2.0, dtype=torch.float64)
+    x = torch.tensor(max(statistic, 0.0) / 2.0, dtype=torch.float64)
+    return float(torch.special.gammaincc(k, x))
 
 
 def total_variation(observed: Mapping[Any, int], expected: Mapping[Any, float]) -> float:
@@ -518,6 +554,22 @@ def _check_strategy(obj: Any, problems: list[str]) -> None:
         problems.append(f"strategy {obj.name!r}: build is not callable")
 
 
+def _installed_plugin(name: str) -> object:
+    """The loaded plugin object ``name``; a plugin that failed to import says why."""
+    from decodekit.plugins import failed_plugins, get_registry, pm
+
+    get_registry()
+    found = pm.get_plugin(name)
+    if found is not None:
+        return found
+    for failure in failed_plugins():
+        if failure.name == name and failure.stage == "load":
+            raise PluginCheckError(
+                f"plugin {name!r} is installed but failed to import: {failure.error}"
+            )
+    raise PluginCheckError(f"no installed decodekit plugin is named {name!r}")
+
+
 def check_plugin(plugin: object | str, name: str | None = None) -> PluginReport:
     """Check that a plugin conforms to decodekit's hook specs and contracts.
 
@@ -557,14 +609,10 @@ def check_plugin(plugin: object | str, name: str | None = None) -> PluginReport:
     import pluggy
 
     from decodekit import hookspecs
-    from decodekit.plugins import get_registry, pm
+    from decodekit.plugins import get_registry
 
     if isinstance(plugin, str):
-        get_registry()
-        found = pm.get_plugin(plugin)
-        if found is None:
-            raise PluginCheckError(f"no installed decodekit plugin is named {plugin!r}")
-        name, plugin = plugin, found
+        name, plugin = plugin, _installed_plugin(plugin)
     label = name or getattr(plugin, "__name__", None) or type(plugin).__name__
     problems: list[str] = []
     fresh = pluggy.PluginManager("decodekit")
