@@ -22,18 +22,22 @@ def typical_filter(probs: torch.Tensor, mass: float) -> torch.Tensor:
     """Locally typical filtering (Meister et al. 2022) of a distribution ``[..., V]``.
 
     Keeps the tokens whose surprisal is closest to the entropy until their mass reaches
-    ``mass`` (at least one token), and renormalizes.
+    ``mass`` (at least one token), plus every token tied with the last one kept (the same
+    distance to the entropy), and renormalizes. Keeping ties makes the kept set a function
+    of the distribution alone, not of token order; it is transformers' rule too
+    (``TypicalLogitsWarper``), and the rule of top-p here.
     """
     if mass >= 1.0:
         return probs
     logp = torch.log(probs.clamp_min(1e-38))
     entropy = -(probs * torch.where(probs > 0, logp, 0.0)).sum(-1, keepdim=True)
     distance = torch.where(probs > 0, (-logp - entropy).abs(), torch.inf)
-    order = distance.argsort(dim=-1, stable=True)
+    sorted_distance, order = distance.sort(dim=-1, stable=True)
     sorted_probs = probs.gather(-1, order)
     before = sorted_probs.cumsum(-1) - sorted_probs
-    keep_sorted = (before < mass) & (sorted_probs > 0)
-    keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+    count = ((before < mass) & (sorted_probs > 0)).sum(-1, keepdim=True).clamp_min(1)
+    cut = sorted_distance.gather(-1, count - 1)  # distance of the last token of the prefix
+    keep = (distance <= cut) & (probs > 0)
     kept = torch.where(keep, probs, 0.0)
     return kept / kept.sum(-1, keepdim=True)
 
