@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -36,7 +37,11 @@ from decodekit_json import compile_constraint, maskbench
 from decodekit import Engine
 from decodekit.errors import ConstraintError
 
-DATA = Path("/work/shared/data/maskbench/dev.jsonl")
+# the shared data folder lies beside the repository; DECODEKIT_DATA points elsewhere
+DATA = (
+    Path(os.environ.get("DECODEKIT_DATA") or Path(__file__).resolve().parents[1].parent
+         / "shared" / "data") / "maskbench" / "dev.jsonl"
+)
 
 
 def pct(values: list[float], q: float) -> float:

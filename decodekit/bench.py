@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_PROMPTS",
     "BenchResult",
     "StrategySpec",
+    "chart_available",
     "markdown_table",
     "parse_spec",
     "run_bench",
@@ -178,8 +179,18 @@ def markdown_table(results: Sequence[BenchResult], *, title: str = "") -> str:
     return "\n".join(line for line in lines if line != "") + "\n"
 
 
+def chart_available() -> bool:
+    """Whether charts can be drawn: matplotlib comes with the ``decodekit[bench]`` extra."""
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def write_chart(results: Sequence[BenchResult], path: Path, *, title: str = "") -> None:
-    """A horizontal bar chart of tokens per second, one bar per strategy (PNG)."""
+    """A horizontal bar chart of tokens per second, one bar per strategy (PNG).
+
+    Needs matplotlib (``pip install 'decodekit[bench]'``); see :func:`chart_available`.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,5 +1,6 @@
 """The plugin-author tutorial (docs/tutorial.md), step by step, as a new user runs it."""
 
+import importlib.metadata
 import json
 import subprocess
 import sys
@@ -34,7 +35,8 @@ def test_the_strategy_is_listed_with_its_plugin_and_version():
     entry = next(s for s in listed if s["name"] == "mirostat")
     assert entry["plugin"] == "mirostat" and set(entry["parameters"]) == {"tau", "eta", "temperature"}
     plugins = json.loads(runner.invoke(app, ["plugins", "--json"]).output)
-    assert {"name": "mirostat", "version": "0.1.0"}.items() <= next(
+    installed = importlib.metadata.version("decodekit-mirostat")
+    assert {"name": "mirostat", "version": installed}.items() <= next(
         p for p in plugins if p["name"] == "mirostat"
     ).items()
 

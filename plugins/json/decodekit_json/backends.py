@@ -202,7 +202,8 @@ def xgrammar_compiler(tokenizer: Any) -> tuple[Any, Any]:
         import xgrammar
     except ImportError:
         raise ConstraintError(
-            "backend: 'xgrammar' is not installed (pip install 'decodekit-json[xgrammar]')"
+            "backend: 'xgrammar' could not be imported; decodekit-json depends on it, so "
+            "the installation is incomplete (pip install --force-reinstall xgrammar)"
         ) from None
     with _lock:
         hit = _xgr_compilers.get(id(tokenizer))
