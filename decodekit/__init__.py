@@ -67,6 +67,7 @@ _LAZY: dict[str, str] = {
     "ConstraintError": "decodekit.errors",
     "ModelLoadError": "decodekit.errors",
     "PluginConflictError": "decodekit.errors",
+    "PluginContractError": "decodekit.errors",
     "PromptError": "decodekit.errors",
     "UnknownComponentError": "decodekit.errors",
 }
@@ -95,6 +96,7 @@ __all__ = [
     "ModelLoadError",
     "Pipeline",
     "PluginConflictError",
+    "PluginContractError",
     "PromptError",
     "SamplingParams",
     "Selection",
@@ -174,6 +176,7 @@ if TYPE_CHECKING:
         DecodekitError,
         ModelLoadError,
         PluginConflictError,
+        PluginContractError,
         PromptError,
         UnknownComponentError,
     )

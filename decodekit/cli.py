@@ -10,16 +10,25 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from decodekit.errors import ConfigError, DecodekitError
+from decodekit.errors import ConfigError, DecodekitError, PromptError
+from decodekit.textio import STDIN, read_text_file, require_utf8
+
+if TYPE_CHECKING:
+    from decodekit.bench import StrategySpec
+    from decodekit.config import ModelSettings
+    from decodekit.engine import GenerationResult
 
 app = typer.Typer(
     name="decodekit",
@@ -36,31 +45,86 @@ out = Console(highlight=False, soft_wrap=True)
 
 
 def handle_errors(func: Callable[..., None]) -> Callable[..., None]:
-    """Print a :class:`DecodekitError` as one line on stderr and exit with status 2."""
+    """Print a :class:`DecodekitError` as one line on stderr and exit with status 2.
+
+    A reader that goes away (``decodekit strategies | head -1``) ends the command quietly
+    with status 1; another I/O error is one line and status 1.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> None:
         try:
             func(*args, **kwargs)
         except DecodekitError as exc:
-            err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
+            _print_error(exc)
             raise typer.Exit(2) from None
+        except BrokenPipeError:
+            _release_stdout()
+            raise typer.Exit(1) from None
+        except OSError as exc:
+            _release_stdout()
+            _print_error(exc)
+            raise typer.Exit(1) from None
 
     return wrapper
 
 
+def _print_error(exc: BaseException) -> None:
+    # soft_wrap: the message stays one line however narrow the terminal is
+    err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+
+
+def _release_stdout() -> None:
+    """Flush stdout; if that fails, point it at /dev/null so the exit stays quiet.
+
+    Without this, Python's final flush of the dead pipe prints "Exception ignored".
+    """
+    try:
+        sys.stdout.flush()
+    except OSError:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):  # no real file descriptor (e.g. under a test runner)
+            pass
+
+
 def parse_set(items: list[str]) -> dict[str, Any]:
-    """Parse ``--set KEY=VALUE`` items; a value is JSON when it parses, else a string."""
+    """Parse ``--set KEY=VALUE`` items; a value is JSON when it parses, else a string.
+
+    A dotted key sets a nested option: ``drafter_options.layers=4`` gives
+    ``{"drafter_options": {"layers": 4}}``, merged with other items for the same table.
+    A later item for the same key wins.
+    """
     params: dict[str, Any] = {}
     for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        key, sep, value = require_utf8(item, "--set").partition("=")
+        path = [part.strip() for part in key.split(".")]
+        if not sep or not all(path):
+            raise ConfigError(f"--set expects KEY=VALUE or TABLE.KEY=VALUE, got {item!r}")
         try:
-            params[key.strip()] = json.loads(value)
+            parsed = json.loads(value)
         except json.JSONDecodeError:
-            params[key.strip()] = value
+            parsed = value
+        _assign(params, path, parsed, item)
     return params
+
+
+def _assign(params: dict[str, Any], path: list[str], value: Any, item: str) -> None:
+    """Set ``params[path[0]][path[1]]... = value``, creating and merging tables."""
+    from decodekit.config import merge_params
+
+    table = params
+    for depth, part in enumerate(path[:-1]):
+        inner = table.setdefault(part, {})
+        if not isinstance(inner, dict):
+            where = ".".join(path[: depth + 1])
+            raise ConfigError(f"--set {item!r}: {where} is already set to {inner!r}, not a table")
+        table = inner
+    last = path[-1]
+    old = table.get(last)
+    both_tables = isinstance(old, dict) and isinstance(value, dict)
+    table[last] = merge_params(old, value) if both_tables else value
 
 
 def constraint_option(
@@ -72,14 +136,11 @@ def constraint_option(
     if len(given) > 1:
         raise ConfigError(f"give at most one of --schema, --regex, --grammar (got {given})")
     if regex is not None:
-        return {"type": "regex", "pattern": regex}
+        return {"type": "regex", "pattern": require_utf8(regex, "--regex")}
     path = schema or grammar
     if path is None:
         return None
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{given[0]} file not found: {path}") from None
+    text = read_text_file(path, given[0])
     if schema is not None:
         try:
             return {"type": "json_schema", "schema": json.loads(text)}
@@ -89,15 +150,17 @@ def constraint_option(
 
 
 def _read_prompts(prompt: str | None, prompts_file: Path | None) -> list[str]:
+    """The PROMPT argument and the non-blank lines of ``--prompts-file`` (``-``: stdin)."""
     prompts: list[str] = []
     if prompt is not None:
-        prompts.append(prompt)
+        prompts.append(require_utf8(prompt, "the PROMPT argument", PromptError))
     if prompts_file is not None:
-        try:
-            lines = prompts_file.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            raise ConfigError(f"Prompts file not found: {prompts_file}") from None
-        prompts.extend(line for line in lines if line.strip())
+        text = read_text_file(prompts_file, "prompts", allow_stdin=True)
+        lines = [line for line in text.splitlines() if line.strip()]
+        if not lines:
+            where = "standard input" if str(prompts_file) == STDIN else str(prompts_file)
+            raise PromptError(f"--prompts-file {where} holds no prompts (every line is blank)")
+        prompts.extend(lines)
     if not prompts:
         raise ConfigError("Give a PROMPT argument or --prompts-file FILE")
     return prompts
@@ -110,7 +173,11 @@ def run(
     strategy: Annotated[str | None, typer.Option(help="Strategy name.")] = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Strategy parameter KEY=VALUE (JSON values parsed)."),
+        typer.Option(
+            "--set",
+            help="Strategy parameter KEY=VALUE, JSON values parsed (repeatable); a dotted "
+            "key sets a nested option: --set drafter_options.layers=4.",
+        ),
     ] = None,
     config: Annotated[Path | None, typer.Option(help="Config file (TOML, YAML, JSON).")] = None,
     model: Annotated[Path | None, typer.Option(help="Local Hugging Face model dir.")] = None,
@@ -121,7 +188,7 @@ def run(
     raw: Annotated[bool, typer.Option("--raw", help="Skip the chat template.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="One JSON object per output.")] = False,
     prompts_file: Annotated[
-        Path | None, typer.Option(help="File with one prompt per line.")
+        Path | None, typer.Option(help="File with one prompt per line; - reads stdin.")
     ] = None,
     schema: Annotated[
         Path | None, typer.Option(help="Constrain output to a JSON Schema file.")
@@ -131,45 +198,74 @@ def run(
         Path | None, typer.Option(help="Constrain output to a Lark grammar file.")
     ] = None,
 ) -> None:
-    """Generate text with a strategy."""
-    from decodekit.config import load_config_file
-    from decodekit.engine import Engine
+    """Generate text with a strategy.
+
+    Flags override the config file. With --strategy naming another strategy than the
+    file's, the file's parameters that strategy also takes carry over; any other is an
+    error.
+    """
+    from decodekit.engine import Engine, merge_config
 
     prompts = _read_prompts(prompt, prompts_file)
-    settings: dict[str, Any] = {}
-    model_path: str | None = None
-    model_dtype = "float32"
-    use_raw = raw
-    base: dict[str, Any] | None = None
-    if config is not None:
-        file_config = load_config_file(config)
-        base = file_config.generation.model_dump()
-        model_path = file_config.model.path
-        model_dtype = file_config.model.dtype
-        use_raw = raw or file_config.model.raw
-    if strategy is not None:
-        settings["strategy"] = strategy
-    if set_:
-        settings["params"] = parse_set(set_)
-    if max_new_tokens is not None:
-        settings["max_new_tokens"] = max_new_tokens
-    if seed is not None:
-        settings["seed"] = seed
-    if stop:
-        settings["stop"] = stop
+    base, model_settings = _load_config(config)
+    settings = _flag_settings(strategy, set_, max_new_tokens, seed, stop)
     constraint = constraint_option(schema, regex, grammar)
     if constraint is not None:
         settings["constraint"] = constraint
-    if model is not None:
-        model_path = str(model)
-    if dtype is not None:
-        if dtype not in ("float32", "bfloat16"):
-            raise ConfigError(f"--dtype must be float32 or bfloat16, got {dtype!r}")
-        model_dtype = dtype
-    engine = Engine(model_path, dtype=model_dtype)  # type: ignore[arg-type]
-    request = engine.request(prompts, base, raw=use_raw, **settings)
+    model_dtype = _dtype_option(dtype) or model_settings.dtype
+    # validate before loading: a bad flag must not wait for a model load
+    cfg = merge_config(base, settings, source=f"config file {config}")
+    engine = Engine(str(model) if model else model_settings.path, dtype=model_dtype)
+    request = engine.request(prompts, cfg, raw=raw or model_settings.raw)
     result = engine.run(request)
-    several = len(result.completions) != len(prompts)  # e.g. beam num_return_sequences
+    _print_result(result, len(prompts), strategy=cfg.strategy, json_=json_)
+
+
+def _load_config(config: Path | None) -> tuple[dict[str, Any] | None, ModelSettings]:
+    """The generation fields a config file gives, and its ``[model]`` table."""
+    from decodekit.config import ModelSettings, load_config_file
+
+    if config is None:
+        return None, ModelSettings()
+    loaded = load_config_file(config)
+    # only what the file sets: defaults are not parameters it asked for
+    return loaded.generation.model_dump(exclude_unset=True), loaded.model
+
+
+def _flag_settings(
+    strategy: str | None,
+    set_: list[str] | None,
+    max_new_tokens: int | None,
+    seed: int | None,
+    stop: list[str] | None,
+) -> dict[str, Any]:
+    """The generation settings that flags give (those not given are left out)."""
+    given = {"strategy": strategy, "max_new_tokens": max_new_tokens, "seed": seed}
+    settings = {key: value for key, value in given.items() if value is not None}
+    if set_:
+        settings["params"] = parse_set(set_)
+    if stop:
+        settings["stop"] = [_stop_string(text) for text in stop]
+    return settings
+
+
+def _stop_string(text: str) -> str:
+    if not text:
+        raise ConfigError("--stop: a stop string must not be empty (it would match at once)")
+    return require_utf8(text, "--stop")
+
+
+def _dtype_option(dtype: str | None) -> str | None:
+    if dtype is not None and dtype not in ("float32", "bfloat16"):
+        raise ConfigError(f"--dtype must be float32 or bfloat16, got {dtype!r}")
+    return dtype
+
+
+def _print_result(
+    result: GenerationResult, prompts: int, *, strategy: str, json_: bool
+) -> None:
+    """Completions on stdout (text, or one JSON object each); statistics on stderr."""
+    several = len(result.completions) != prompts  # e.g. beam num_return_sequences
     for completion in result.completions:
         if json_:
             record = completion.as_dict()
@@ -181,7 +277,7 @@ def run(
     if not json_:
         stats = result.stats
         err.print(
-            f"[dim]{request.config.strategy}: {stats.new_tokens} tokens in "
+            f"[dim]{strategy}: {stats.new_tokens} tokens in "
             f"{stats.seconds:.2f}s ({stats.tokens_per_second:.1f} tok/s, "
             f"{stats.forward_passes} forwards)[/dim]"
         )
@@ -227,22 +323,55 @@ def strategies(
 def plugins(
     json_: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
-    """List loaded plugins: name, version, hooks."""
-    from decodekit.plugins import get_plugins
+    """List plugins: name, version, hooks, and the error of any that failed to load."""
+    from decodekit.errors import PluginConflictError
+    from decodekit.plugins import get_plugins, get_registry
 
-    infos = get_plugins()
+    try:
+        get_registry()  # runs the register_* hooks, so that failing ones are listed too
+    except PluginConflictError as exc:  # the listing is how users find the two plugins
+        err.print(f"[bold yellow]warning:[/bold yellow] {escape(str(exc))}", highlight=False)
+    infos = get_plugins(include_failed=True)
     if json_:
         data = [
-            {"name": i.name, "version": i.version, "hooks": list(i.hooks), "builtin": i.builtin}
+            {"name": i.name, "version": i.version, "hooks": list(i.hooks), "builtin": i.builtin,
+             "loaded": i.loaded, "errors": [{"stage": e.stage, "error": e.error} for e in i.errors]}
             for i in infos
         ]
         out.print(json.dumps(data, indent=2), markup=False)
         return
     table = Table(title="decodekit plugins")
-    for column in ("name", "version", "hooks"):
+    for column in ("name", "version", "hooks", "error"):
         table.add_column(column)
     for info in infos:
-        table.add_row(info.name, info.version or "-", ", ".join(info.hooks))
+        errors = "; ".join(f"{e.stage}: {e.error}" for e in info.errors) or "-"
+        table.add_row(info.name, info.version or "-", ", ".join(info.hooks) or "-", escape(errors))
+    out.print(table)
+
+
+@app.command()
+@handle_errors
+def components(
+    family: Annotated[
+        str | None, typer.Option(help="Only this family: drafters, verifiers, samplers, ...")
+    ] = None,
+    json_: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """List components users can select: family, name, plugin, options, summary."""
+    from dataclasses import asdict
+
+    from decodekit.plugins import list_components
+
+    rows = [asdict(info) for info in list_components(family)]
+    if json_:
+        out.print(json.dumps(rows, indent=2), markup=False)
+        return
+    table = Table(title="decodekit components")
+    for column in ("family", "name", "plugin", "options", "summary"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["family"], row["name"], row["plugin"],
+                      ", ".join(row["options"]) or "-", escape(row["summary"]))
     out.print(table)
 
 
@@ -251,10 +380,11 @@ def plugins(
 def config_schema(
     strategy: Annotated[str | None, typer.Argument(help="Only this strategy.")] = None,
 ) -> None:
-    """Print the JSON Schema of generation configs."""
+    """Print the JSON Schema of config files: a generation config and an optional model table."""
     from decodekit.config import generation_config_schema
 
-    out.print(json.dumps(generation_config_schema(strategy), indent=2), markup=False)
+    schema = generation_config_schema(strategy, file=True)
+    out.print(json.dumps(schema, indent=2), markup=False)
 
 
 @app.command()
@@ -269,7 +399,8 @@ def bench(
         ),
     ] = None,
     prompts_file: Annotated[
-        Path | None, typer.Option(help="Prompts, one per line (default: a built-in set).")
+        Path | None,
+        typer.Option(help="Prompts, one per line; - reads stdin (default: a built-in set)."),
     ] = None,
     max_new_tokens: Annotated[int, typer.Option(help="New tokens per prompt.")] = 64,
     repeats: Annotated[int, typer.Option(help="Runs per strategy and prompt.")] = 1,
@@ -278,30 +409,35 @@ def bench(
     dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
     raw: Annotated[bool, typer.Option(help="Skip the chat template.")] = False,
     output: Annotated[
-        Path, typer.Option("--out", help="Writes OUT.md (table) and OUT.png (chart).")
-    ] = Path("benchmarks/results/bench"),
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Writes OUT.md (table) and OUT.png (chart); default: a new temporary folder.",
+        ),
+    ] = None,
 ) -> None:
     """Run strategies side by side on the same prompts; print and save a table and chart."""
     from rich.progress import Progress
 
     from decodekit.bench import (
         DEFAULT_PROMPTS,
+        chart_available,
         markdown_table,
         parse_spec,
         run_bench,
         write_chart,
     )
     from decodekit.engine import Engine
-    from decodekit.plugins import get_strategy
 
     specs = [parse_spec(s) for s in (strategy or ["greedy", "sample:temperature=0.7"])]
-    for spec in specs:
-        get_strategy(spec.name)  # unknown names fail before the model loads
-    if dtype not in ("float32", "bfloat16"):
-        raise ConfigError(f"--dtype must be float32 or bfloat16, got {dtype!r}")
+    _dtype_option(dtype)
     if max_new_tokens < 1 or repeats < 1:
         raise ConfigError("--max-new-tokens and --repeats must be >= 1")
+    for spec in specs:  # bad names and values fail before the model loads
+        _check_spec(spec, max_new_tokens=max_new_tokens, seed=seed)
     prompts = _read_prompts(None, prompts_file) if prompts_file else list(DEFAULT_PROMPTS)
+    if output is not None:
+        _make_parent(output)
     engine = Engine(model, dtype=dtype)  # type: ignore[arg-type]
     total = len(specs) * len(prompts) * repeats
     with Progress(console=err, transient=True) as progress:
@@ -326,10 +462,51 @@ def bench(
         )
     out.print(table)
     markdown = markdown_table(results, title=f"**{title}**")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".md").write_text(markdown, encoding="utf-8")
-    write_chart(results, output.with_suffix(".png"), title=title)
-    err.print(f"[dim]wrote {output.with_suffix('.md')} and {output.with_suffix('.png')}[/dim]")
+    # never into the repository's tracked benchmarks/results/ unless asked with --out
+    target = output or Path(tempfile.mkdtemp(prefix="decodekit-bench-")) / "bench"
+    chart = chart_available()
+    try:
+        target.with_suffix(".md").write_text(markdown, encoding="utf-8")
+        if chart:
+            write_chart(results, target.with_suffix(".png"), title=title)
+    except OSError as exc:  # the table is printed above, so nothing measured is lost
+        raise ConfigError(f"--out {target}: cannot write: {exc.strerror or exc}") from None
+    wrote = f"wrote {target.with_suffix('.md')}"
+    wrote += (f" and {target.with_suffix('.png')}" if chart
+              else " (no chart: it needs matplotlib, pip install 'decodekit[bench]')")
+    err.print(wrote, markup=False, highlight=False, soft_wrap=True)  # paths stay whole
+
+
+#: ``run_bench`` passes these itself; a spec giving one too would clash.
+_BENCH_OWNED = ("strategy", "max_new_tokens", "seed", "raw")
+
+
+def _check_spec(spec: StrategySpec, *, max_new_tokens: int, seed: int) -> None:
+    """Validate one ``--strategy`` of ``bench`` as ``run_bench`` will pass it."""
+    from decodekit.engine import merge_config
+
+    owned = [key for key in spec.params if key in _BENCH_OWNED]
+    if owned:
+        raise ConfigError(
+            f"--strategy {spec.label}: {', '.join(owned)} is a bench option, not a strategy "
+            "parameter"
+        )
+    settings = {**spec.params, "strategy": spec.name, "max_new_tokens": max_new_tokens,
+                "seed": seed}
+    try:
+        merge_config(None, settings)
+    except ConfigError as exc:
+        raise ConfigError(f"--strategy {spec.label}: {exc}") from None
+
+
+def _make_parent(output: Path) -> None:
+    """Create the folder of ``--out`` now, so a bad path fails before the benchmark runs."""
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"--out {output}: cannot create {output.parent}: {exc.strerror or exc}"
+        ) from None
 
 
 @model_app.command("prepare")
@@ -345,6 +522,9 @@ def model_prepare(
 
 def main() -> None:
     """Entry point of the ``decodekit`` command."""
+    if sys.stdout is None:  # started with stdout closed (>&-): every result would vanish
+        err.print("[bold red]error:[/bold red] standard output is closed", highlight=False)
+        raise SystemExit(1)
     app()
 
 

@@ -20,11 +20,12 @@ import tomllib
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from decodekit.errors import ConfigError, UnknownComponentError
+from decodekit.textio import read_text_file
 
 if TYPE_CHECKING:
     from decodekit.strategy import Strategy
@@ -39,6 +40,7 @@ __all__ = [
     "format_validation_error",
     "generation_config_schema",
     "load_config_file",
+    "merge_params",
     "validate_config",
 ]
 
@@ -109,7 +111,8 @@ class GenerationConfig(BaseModel):
         default_factory=StrategyParams, description="The strategy's parameters."
     )
     max_new_tokens: int = Field(128, ge=1, description="Most new tokens per row.")
-    stop: list[str] = Field(
+    # an empty stop string would match at once and end every row with no output
+    stop: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list, description="Stop strings; the text ends before the first one."
     )
     seed: int | list[int] | None = Field(
@@ -214,10 +217,7 @@ def validate_config(data: Mapping[str, Any] | GenerationConfig) -> GenerationCon
 
 def _parse_file(path: Path) -> Any:
     """Parse a TOML/YAML/JSON file; syntax errors name the file and line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"Config file not found: {path}") from None
+    text = read_text_file(path, "config")
     suffix = path.suffix.lower()
     if suffix == ".toml":
         try:
@@ -295,25 +295,62 @@ def load_config_file(path: str | Path) -> FileConfig:
     return FileConfig(generation=generation, model=model)
 
 
-def generation_config_schema(strategy: str | None = None) -> dict[str, Any]:
+def generation_config_schema(strategy: str | None = None, *, file: bool = False) -> dict[str, Any]:
     """JSON Schema of the generation config, for one strategy or for all installed ones.
 
     Without a strategy the schema is a ``oneOf`` over the installed strategies,
     discriminated by the ``strategy`` field.
+
+    Parameters
+    ----------
+    strategy : str, optional
+        Only this strategy.
+    file : bool
+        Describe a whole config file: the generation config plus the optional ``model``
+        table (:class:`ModelSettings`) that :func:`load_config_file` accepts.
     """
     from decodekit.plugins import get_registry
 
     registry = get_registry()
+    model_for = _file_model_for if file else _config_model_for
     if strategy is not None:
         if strategy not in registry.strategies:
             raise UnknownComponentError("strategy", strategy, list(registry.strategies))
-        return _config_model_for(registry.strategies[strategy].strategy).model_json_schema()
+        return model_for(registry.strategies[strategy].strategy).model_json_schema()
     from pydantic import TypeAdapter
 
-    models = tuple(_config_model_for(entry.strategy) for entry in registry.strategies.values())
-    from typing import Annotated, Union
-
+    models = tuple(model_for(entry.strategy) for entry in registry.strategies.values())
     union = Annotated[Union[models], Field(discriminator="strategy")]  # type: ignore[valid-type]  # noqa: UP007
     schema: dict[str, Any] = TypeAdapter(union).json_schema()
-    schema["title"] = "GenerationConfig"
+    schema["title"] = "ConfigFile" if file else "GenerationConfig"
     return schema
+
+
+@cache
+def _file_model_for(strategy: Strategy) -> type[BaseModel]:
+    """A config file's model for one strategy: its generation config plus ``model``."""
+    model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+        f"ConfigFile_{strategy.name}",
+        __base__=_config_model_for(strategy),
+        model=(
+            ModelSettings,
+            Field(default_factory=ModelSettings, description="Which model to load."),
+        ),
+    )
+    return model
+
+
+def merge_params(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``override``; where both hold a mapping, they merge key by key.
+
+    So ``drafter_options.layers=4`` from the command line keeps the other
+    ``drafter_options`` of a config file.
+    """
+    merged = dict(base)
+    for key, value in override.items():
+        old = merged.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            merged[key] = merge_params(old, value)
+        else:
+            merged[key] = value
+    return merged

@@ -10,20 +10,25 @@
 
 from __future__ import annotations
 
+import operator
 import os
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
 
+import torch
+
 from decodekit.components import CompiledConstraint
-from decodekit.config import GenerationConfig, validate_config
-from decodekit.errors import ConfigError, PromptError
+from decodekit.config import GenerationConfig, merge_params, validate_config
+from decodekit.errors import ConfigError, ModelLoadError, PromptError
 from decodekit.loop import DecodeState, RowResult, StepEvent, StopChecker, run, start
-from decodekit.model import DTypeName, LanguageModel, load_model
+from decodekit.model import DTypeName, HFModel, LanguageModel, load_model
 from decodekit.plugins import Registry, get_registry, pm
 from decodekit.strategy import BuildContext, Pipeline, Strategy
+from decodekit.textio import require_utf8
 
 __all__ = [
     "Completion",
@@ -34,8 +39,11 @@ __all__ = [
     "Stream",
     "StreamChunk",
     "generate",
+    "merge_config",
 ]
 
+#: A text prompt or one prompt's token ids; a 1-D integer tensor works too, and a 2-D one
+#: stands for several prompts, one per row.
 Prompt = str | Sequence[int]
 
 
@@ -313,14 +321,201 @@ class Stream:
 
 
 def _seeds(seed: int | list[int] | None, rows: int) -> list[int]:
+    """One generator seed per row, from the config's ``seed``.
+
+    An int seeds row 0 with itself (one prompt with ``seed=s`` is seeded with ``s``) and
+    row ``i > 0`` with a 63-bit hash of ``(seed, i)``, so that calls with different seeds
+    never share rows in practice (``seed + i`` gave ``seed=0``'s row 1 the seed of
+    ``seed=1``'s row 0). A list gives every row its own seed; None draws a random base.
+    """
+    mask = (1 << 64) - 1
+
+    def splitmix64(value: int) -> int:  # a bijection of 64-bit integers, all bits mixed
+        z = (value + 0x9E3779B97F4A7C15) & mask
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        return z ^ (z >> 31)
+
     if seed is None:
-        base = int.from_bytes(os.urandom(4), "little")
-        return [base + i for i in range(rows)]
+        seed = int.from_bytes(os.urandom(8), "little") >> 1
     if isinstance(seed, int):
-        return [seed + i for i in range(rows)]
+        base = seed
+        return [base if i == 0 else splitmix64(splitmix64(base & mask) ^ i) >> 1
+                for i in range(rows)]
     if len(seed) != rows:
         raise ConfigError(f"seed: a list of seeds needs one per prompt ({rows}), got {len(seed)}")
     return list(seed)
+
+
+def merge_config(
+    config: GenerationConfig | Mapping[str, Any] | None,
+    settings: Mapping[str, Any],
+    *,
+    source: str = "config",
+) -> GenerationConfig:
+    """Validate ``config`` overridden by ``settings``, as :meth:`Engine.request` does.
+
+    It needs no model, so a command can report a bad value before loading one.
+
+    Parameters
+    ----------
+    config : GenerationConfig or mapping or None
+        The base config; of a :class:`GenerationConfig`, only the fields that were given
+        count (defaults do not).
+    settings : mapping
+        Config fields (``strategy``, ``max_new_tokens``, ...), ``params`` (a mapping) and
+        any other key as a strategy parameter. Mapping-valued parameters merge key by key
+        with those of ``config``.
+    source : str
+        Names ``config`` in errors, e.g. ``"config file a.toml"``.
+
+    Raises
+    ------
+    ConfigError
+        A value is invalid, a name is not installed, or ``settings`` switch to a strategy
+        that does not take some parameter that ``config`` sets.
+    """
+    base = _given(config, "config")
+    params = _given(base.get("params"), "params")
+    old = base.get("strategy", "greedy")
+    new = settings.get("strategy", old)
+    if new != old:
+        _check_carried(params, old, new, source)
+    overrides = _given(settings.get("params"), "params")
+    fields = set(GenerationConfig.model_fields) - {"params"}
+    for key, value in settings.items():
+        if key in fields:
+            base[key] = value
+        elif key != "params":
+            overrides[key] = value
+    base["params"] = merge_params(params, overrides)
+    cfg = validate_config(base)
+    _check_components(cfg)
+    return cfg
+
+
+def _given(value: Any, what: str) -> dict[str, Any]:
+    """A config or parameter set as a plain dict of the fields that were actually given."""
+    from pydantic import BaseModel
+
+    if value is None:
+        return {}
+    if isinstance(value, BaseModel):
+        return value.model_dump(exclude_unset=True)
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{what}: expected a mapping, got {type(value).__name__}")
+    return dict(value)
+
+
+def _check_carried(params: Mapping[str, Any], old: Any, new: Any, source: str) -> None:
+    """Refuse parameters set for strategy ``old`` that strategy ``new`` does not take.
+
+    Those the new strategy takes carry over (``temperature`` from ``sample`` to
+    ``speculative``); dropping the others quietly would decode with settings nobody chose.
+    """
+    strategies = get_registry().strategies
+    if not isinstance(new, str) or new not in strategies:
+        return  # validate_config names the unknown strategy
+    accepted = strategies[new].strategy.params.model_fields
+    refused = sorted(key for key in params if key not in accepted)
+    if refused:
+        raise ConfigError(
+            f"params {', '.join(refused)} of the {source} (strategy {old!r}) are not "
+            f"parameters of strategy {new!r}; remove them or keep strategy {old!r}"
+        )
+
+
+def _check_components(cfg: GenerationConfig) -> None:
+    """Fail on unknown processor, cache or constraint names before any model work."""
+    registry = get_registry()
+    for name in cfg.processors:
+        registry.get("samplers", name)
+    if cfg.cache != "full":
+        registry.get("caches", cfg.cache)
+    if cfg.constraint is not None:
+        registry.get("constraints", cfg.constraint.type)
+
+
+def _as_model(
+    model: Any, tokenizer: Any, *, dtype: DTypeName, device: str
+) -> LanguageModel:
+    """The :class:`LanguageModel` for what was passed to :class:`Engine`."""
+    if model is None or isinstance(model, str | os.PathLike):
+        if tokenizer is not None:
+            raise ConfigError(
+                "tokenizer: a model directory brings its own tokenizer; pass tokenizer= "
+                "only with a transformers model object"
+            )
+        return load_model(model, dtype=dtype, device=device)
+    if isinstance(model, LanguageModel):
+        if tokenizer is not None:
+            raise ConfigError(f"tokenizer: {type(model).__name__} already has its tokenizer")
+        return model
+    if _is_transformers_model(model):
+        if model.get_output_embeddings() is None:
+            raise ModelLoadError(
+                f"model: {type(model).__name__} has no language-model head; pass a causal "
+                "LM (AutoModelForCausalLM)"
+            )
+        return HFModel(model, tokenizer)
+    raise ModelLoadError(
+        "model: expected a local model directory, a transformers causal LM or a decodekit "
+        f"LanguageModel, got {type(model).__name__}"
+    )
+
+
+def _is_transformers_model(obj: Any) -> bool:
+    # an object can only be a transformers model if transformers is already imported
+    transformers = sys.modules.get("transformers")
+    return transformers is not None and isinstance(obj, transformers.PreTrainedModel)
+
+
+def _prompt_items(prompts: Any) -> tuple[list[Any], bool]:
+    """The prompts as a list, and whether the call gave one prompt rather than a list."""
+    if isinstance(prompts, torch.Tensor):
+        return _tensor_rows(prompts, "prompts"), prompts.dim() == 1
+    if _is_single(prompts):
+        return [prompts], True
+    if isinstance(prompts, bytes) or not isinstance(prompts, Sequence):
+        raise PromptError(
+            "prompts: expected a string, token ids, a tensor of token ids or a list of "
+            f"those, got {type(prompts).__name__}"
+        )
+    return list(prompts), False
+
+
+def _tensor_rows(tensor: torch.Tensor, what: str) -> list[list[int]]:
+    """Token-id rows of a 1-D (one prompt) or 2-D (one prompt per row) integer tensor."""
+    dtype = tensor.dtype
+    if dtype.is_floating_point or dtype.is_complex or dtype == torch.bool:
+        raise PromptError(f"{what}: a tensor of token ids needs an integer dtype, got {dtype}")
+    if tensor.dim() == 1:
+        return [tensor.tolist()]
+    if tensor.dim() == 2:
+        return tensor.tolist()  # type: ignore[no-any-return]
+    raise PromptError(
+        f"{what}: a tensor of token ids must be 1-D (one prompt) or 2-D (one prompt per "
+        f"row), got {tensor.dim()}-D"
+    )
+
+
+def _token_ids(item: Any, index: int) -> list[int]:
+    """One prompt's token ids; floats and other non-integers are refused, not truncated."""
+    if isinstance(item, torch.Tensor):
+        if item.dim() != 1:
+            raise PromptError(f"prompt {index}: a tensor prompt must be 1-D, got {item.dim()}-D")
+        item = _tensor_rows(item, f"prompt {index}")[0]
+    if not isinstance(item, Sequence):
+        raise PromptError(
+            f"prompt {index}: expected a string or token ids, got {type(item).__name__}"
+        )
+    try:
+        return [operator.index(t) for t in item]
+    except TypeError:
+        bad = next(t for t in item if not hasattr(t, "__index__"))
+        raise PromptError(
+            f"prompt {index}: token ids must be integers, got {type(bad).__name__}"
+        ) from None
 
 
 class Engine:
@@ -328,13 +523,16 @@ class Engine:
 
     Parameters
     ----------
-    model : LanguageModel, str, Path or None
-        A loaded model, a local Hugging Face model directory, or None for the embedded
-        SmolLM2-135M-Instruct.
+    model : LanguageModel, transformers model, str, Path or None
+        A loaded model, a transformers causal LM object (wrapped in
+        :class:`~decodekit.HFModel`), a local Hugging Face model directory, or None for the
+        embedded SmolLM2-135M-Instruct.
+    tokenizer : transformers tokenizer, optional
+        The tokenizer of a transformers model object; needed for text prompts.
     dtype : {"float32", "bfloat16"}
-        Used when loading.
+        Used when loading from a directory.
     device : str
-        Used when loading.
+        Used when loading from a directory.
 
     Examples
     --------
@@ -346,15 +544,13 @@ class Engine:
 
     def __init__(
         self,
-        model: LanguageModel | str | Path | None = None,
+        model: LanguageModel | str | Path | Any | None = None,
         *,
+        tokenizer: Any = None,
         dtype: DTypeName = "float32",
         device: str = "cpu",
     ) -> None:
-        if isinstance(model, LanguageModel):
-            self.model = model
-        else:
-            self.model = load_model(model, dtype=dtype, device=device)
+        self.model = _as_model(model, tokenizer, dtype=dtype, device=device)
 
     @property
     def registry(self) -> Registry:
@@ -374,9 +570,11 @@ class Engine:
 
         ``settings`` are generation-config fields (``strategy``, ``max_new_tokens``,
         ``stop``, ``seed``, ``constraint``, ``processors``, ``cache``); any other keyword
-        is a parameter of the strategy. They override ``config``. ``logits_processors``
-        are processor objects (decodekit :class:`~decodekit.LogitsProcessor` or
-        transformers ``LogitsProcessor``) applied first, in order.
+        is a parameter of the strategy. They override ``config`` (see
+        :func:`merge_config`: a ``strategy`` other than the config's keeps the config's
+        parameters it also takes and refuses the others). ``logits_processors`` are
+        processor objects (decodekit :class:`~decodekit.LogitsProcessor` or transformers
+        ``LogitsProcessor``) applied first, in order.
         """
         output_type = None
         if "constraint" in settings:
@@ -386,7 +584,9 @@ class Engine:
         rows = self._encode(prompts, raw=raw)
         registry = get_registry()
         strategy = registry.strategies[cfg.strategy].strategy
-        pipeline = strategy.build(cfg.params, BuildContext(model=self.model, registry=registry))
+        pipeline = strategy.build_pipeline(
+            cfg.params, BuildContext(model=self.model, registry=registry)
+        )
         for spec in reversed(cfg.processors):
             pipeline.processors.insert(0, registry.get("samplers", spec)())
         if logits_processors:
@@ -439,8 +639,9 @@ class Engine:
 
         Parameters
         ----------
-        prompts : str, list of int, or a list of those
-            Text prompts (the chat template applies unless ``raw``) or token ids.
+        prompts : str, list of int, tensor, or a list of those
+            Text prompts (the chat template applies unless ``raw``) or token ids; an
+            integer tensor is one prompt (1-D) or one prompt per row (2-D).
         config : GenerationConfig or mapping, optional
             A whole generation config; ``settings`` override its fields.
         raw : bool
@@ -450,8 +651,9 @@ class Engine:
             ``temperature=0.7``, ``max_new_tokens=64``, ``seed=0``; and
             ``logits_processors``, processor objects as for :meth:`request`.
         """
-        result = self.run(self.request(prompts, config, raw=raw, **settings))
-        if _is_single(prompts) and len(result.completions) == 1:
+        items, single = _prompt_items(prompts)
+        result = self.run(self.request(items, config, raw=raw, **settings))
+        if single and len(result.completions) == 1:
             return result.completions[0]
         return result.completions
 
@@ -476,26 +678,10 @@ class Engine:
     def _config(
         self, config: GenerationConfig | Mapping[str, Any] | None, settings: dict[str, Any]
     ) -> GenerationConfig:
-        base: dict[str, Any] = {}
-        if isinstance(config, GenerationConfig):
-            base = config.model_dump()
-        elif config is not None:
-            base = dict(config)
-        if "strategy" in settings and settings["strategy"] != base.get("strategy", "greedy"):
-            base.pop("params", None)  # parameters of another strategy do not carry over
-        params = dict(base.get("params") or {})
-        params.update(settings.get("params") or {})
-        fields = set(GenerationConfig.model_fields) - {"params"}
-        for key, value in settings.items():
-            if key in fields:
-                base[key] = value
-            elif key != "params":
-                params[key] = value
-        base["params"] = params
-        return validate_config(base)
+        return merge_config(config, settings)
 
     def _encode(self, prompts: Prompt | Sequence[Prompt], *, raw: bool) -> list[list[int]]:
-        items: list[Prompt] = [prompts] if _is_single(prompts) else list(prompts)  # type: ignore[list-item]
+        items, _ = _prompt_items(prompts)
         if not items:
             raise PromptError("no prompts given")
         rows = []
@@ -503,9 +689,9 @@ class Engine:
             if isinstance(item, str):
                 if not item.strip():
                     raise PromptError(f"prompt {index} is empty")
-                ids = self.model.encode(item, raw=raw)
+                ids = self.model.encode(require_utf8(item, f"prompt {index}", PromptError), raw=raw)
             else:
-                ids = [int(t) for t in item]
+                ids = _token_ids(item, index)
                 if not ids:
                     raise PromptError(f"prompt {index} is empty")
                 bad = [t for t in ids if not 0 <= t < self.model.vocab_size]

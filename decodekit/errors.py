@@ -12,6 +12,7 @@ __all__ = [
     "DecodekitError",
     "ModelLoadError",
     "PluginConflictError",
+    "PluginContractError",
     "PromptError",
     "UnknownComponentError",
 ]
@@ -51,11 +52,42 @@ class UnknownComponentError(ConfigError):
         close = difflib.get_close_matches(name, self.installed, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         listing = ", ".join(self.installed) if self.installed else "(none)"
-        super().__init__(f"Unknown {kind} {name!r}.{hint} Installed {kind}s: {listing}.")
+        kinds = f"{kind[:-1]}ies" if kind.endswith("y") else f"{kind}s"  # strategy: strategies
+        super().__init__(f"Unknown {kind} {name!r}.{hint} Installed {kinds}: {listing}.")
 
 
 class PluginConflictError(DecodekitError):
     """Two plugins registered a component of the same kind under the same name."""
+
+
+class PluginContractError(DecodekitError, RuntimeError):
+    """A plugin's component returned something that breaks its contract.
+
+    Raised by the decode loop's cheap per-step checks (and when a strategy builds its
+    pipeline), so that a plugin bug is reported against the plugin and component that
+    caused it, not as an obscure error deep inside torch or another plugin. The message
+    is one line: ``plugin 'NAME' drafter 'COMPONENT': returned 3 rows for a batch of 2``.
+
+    Parameters
+    ----------
+    plugin : str or None
+        The plugin that registered the component (or built the pipeline), if known.
+    family : str
+        ``"strategy"``, ``"drafter"``, ``"verifier"``, ``"sampler"``, ``"cache"`` or
+        ``"constraint"``.
+    component : str
+        The component's (or strategy's) name.
+    problem : str
+        What was wrong.
+    """
+
+    def __init__(self, plugin: str | None, family: str, component: str, problem: str) -> None:
+        self.plugin = plugin
+        self.family = family
+        self.component = component
+        self.problem = problem
+        owner = f"plugin {plugin!r}" if plugin else "an unknown plugin's"
+        super().__init__(f"{owner} {family} {component!r}: {problem}")
 
 
 class ModelLoadError(DecodekitError):

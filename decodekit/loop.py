@@ -15,17 +15,27 @@ the next step reuses the logits computed at the last kept node, with no forward 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from decodekit.components import CompiledConstraint, DecodeView, DraftTree, Selection, StepOutput
+from decodekit.errors import PluginContractError
 from decodekit.model import ForwardResult, KVCache, LanguageModel
 from decodekit.strategy import Pipeline
 from decodekit.tree import StepBatch, build_step
 
-__all__ = ["DecodeState", "RowResult", "StepEvent", "StopChecker", "run", "start"]
+__all__ = [
+    "DecodeState",
+    "RowResult",
+    "StepEvent",
+    "StopChecker",
+    "check_draft",
+    "check_selection",
+    "run",
+    "start",
+]
 
 
 @dataclass
@@ -167,7 +177,7 @@ def run(
             logits = apply_constraint(constraint, logits, draft)
         output.logits = process(pipeline, logits, view, draft)  # 4. sample/process
         selection = pipeline.verifier.select(view, output, draft)  # 5. verify / select
-        check_selection(selection, state, step)
+        check_selection(selection, state, pipeline)
         appended = commit(state, step, selection, draft, output, pipeline, constraint)  # 6.
         if pipeline.drafter is not None:
             pipeline.drafter.observe(view, draft, output, selection)
@@ -209,9 +219,55 @@ def propose(pipeline: Pipeline, view: DecodeView) -> DraftTree | None:
     if pipeline.drafter is None:
         return None
     draft = pipeline.drafter.draft(view)
-    if draft is not None and draft.num_nodes == 0:
-        return None
+    if draft is not None:
+        check_draft(draft, view, pipeline)
+        if draft.num_nodes == 0:
+            return None
     return draft
+
+
+def _contract_error(pipeline: Pipeline, family: str, component: object, problem: str) -> Exception:
+    """A :class:`PluginContractError` naming the plugin that registered ``component``.
+
+    Looked up only when a check fails, so the checks themselves stay cheap. A component
+    no plugin registered (a strategy's own helper class) is blamed on the strategy's plugin.
+    """
+    from decodekit.plugins import get_registry
+
+    name = getattr(component, "name", None) or type(component).__name__
+    plugin = get_registry().plugin_of(f"{family}s", component) or pipeline.plugin
+    return PluginContractError(plugin, family, str(name), problem)
+
+
+def check_draft(draft: object, view: DecodeView, pipeline: Pipeline) -> None:
+    """Hold drafters to the :class:`DraftTree` contract: type, rows, vocabulary range.
+
+    One reduction over the tokens (``aminmax``) keeps this cheap; without it, a bad
+    token surfaces as an IndexError inside the model's embedding.
+    """
+
+    def fail(problem: str) -> Exception:
+        return _contract_error(pipeline, "drafter", pipeline.drafter, problem)
+
+    if not isinstance(draft, DraftTree):
+        raise fail(f"returned a {type(draft).__name__}, expected a DraftTree or None")
+    if draft.num_nodes == 0:  # an empty draft means a plain step, whatever its rows
+        return
+    rows = len(view.sequences)
+    if draft.rows != rows:
+        raise fail(f"returned {draft.rows} rows for a batch of {rows}")
+    if draft.tokens.dtype.is_floating_point or draft.tokens.dtype == torch.bool:
+        raise fail(f"returned {draft.tokens.dtype} tokens, expected integer token ids")
+    vocab = view.model.vocab_size
+    low, high = (int(v) for v in torch.aminmax(draft.tokens))
+    if low < -1 or high >= vocab:
+        bad = low if low < -1 else high
+        raise fail(f"proposed token {bad}, outside the vocabulary 0..{vocab - 1} (-1 pads)")
+    if draft.proposals is not None and draft.proposals.shape[-1] != vocab:
+        raise fail(
+            f"returned proposals over {draft.proposals.shape[-1]} tokens for a vocabulary "
+            f"of {vocab}"
+        )
 
 
 def step_output(state: DecodeState, step: StepBatch, result: ForwardResult) -> StepOutput:
@@ -272,33 +328,59 @@ def process(
 ) -> torch.Tensor:
     """Step 4: logits processors in order (warpers apply inside the verifier)."""
     for processor in pipeline.processors:
+        shape = logits.shape
         logits = processor(logits, view, draft)
+        if not isinstance(logits, torch.Tensor) or logits.shape != shape:
+            got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise _contract_error(
+                pipeline, "sampler", processor, f"returned {got}, expected logits {tuple(shape)}"
+            )
     return logits
 
 
-def check_selection(selection: Selection, state: DecodeState, step: StepBatch) -> None:
+def check_selection(selection: object, state: DecodeState, pipeline: Pipeline) -> None:
     """Hold verifiers to the :class:`Selection` contract (cheap, catches plugin bugs)."""
-    rows = len(state.rows)
-    # with row_sources, tokens are per new row: a beam verifier may fork or drop rows
-    sources = list(range(rows)) if selection.row_sources is None else selection.row_sources.tolist()
-    if any(not 0 <= s < rows for s in sources):
-        raise RuntimeError(f"verifier row_sources {sources} name rows outside 0..{rows - 1}")
-    if len(selection.tokens) != len(sources) or len(selection.kept_nodes) != len(sources):
-        raise RuntimeError(
-            f"verifier returned {len(selection.tokens)} rows of tokens for a batch of "
-            f"{len(sources)}"
-        )
+
+    def fail(problem: str) -> Exception:
+        return _contract_error(pipeline, "verifier", pipeline.verifier, problem)
+
+    if not isinstance(selection, Selection):
+        raise fail(f"select returned a {type(selection).__name__}, expected a Selection")
+    sources = _row_sources(selection, len(state.rows), fail)
+    for what in ("tokens", "kept_nodes", "accepted_draft"):
+        if len(getattr(selection, what)) != len(sources):
+            raise fail(
+                f"returned {len(getattr(selection, what))} rows of {what} for a batch of "
+                f"{len(sources)}"
+            )
+    vocab = state.model.vocab_size
     for r, source in enumerate(sources):
-        tokens, kept = len(selection.tokens[r]), len(selection.kept_nodes[r])
-        if tokens not in (kept, kept + 1):
-            raise RuntimeError(
-                f"verifier row {r}: {tokens} tokens for {kept} kept nodes; expected the kept "
+        tokens, kept = selection.tokens[r], len(selection.kept_nodes[r])
+        if len(tokens) not in (kept, kept + 1):
+            raise fail(
+                f"row {r}: {len(tokens)} tokens for {kept} kept nodes; expected the kept "
                 "nodes' tokens, optionally followed by one new token"
             )
-        if tokens == 0 and not state.pending[source]:
-            raise RuntimeError(f"verifier row {r}: nothing committed and nothing pending")
+        if tokens and not (min(tokens) >= 0 and max(tokens) < vocab):
+            raise fail(f"row {r}: committed tokens {tokens} outside the vocabulary 0..{vocab - 1}")
+        if not tokens and not state.pending[source]:
+            raise fail(f"row {r}: nothing committed and nothing pending")
     if selection.row_sources is not None and any(selection.kept_nodes):
-        raise RuntimeError("a verifier that reorders rows cannot also keep draft nodes")
+        raise fail("reorders rows and keeps draft nodes; a verifier may do one or the other")
+
+
+def _row_sources(selection: Selection, rows: int, fail: Callable[[str], Exception]) -> list[int]:
+    """The old row of every new row (``row_sources``, or rows in place)."""
+    if selection.row_sources is None:
+        return list(range(rows))
+    if not isinstance(selection.row_sources, torch.Tensor):
+        kind = type(selection.row_sources).__name__
+        raise fail(f"returned row_sources as a {kind}, expected a LongTensor or None")
+    # with row_sources, tokens are per new row: a beam verifier may fork or drop rows
+    sources = selection.row_sources.tolist()
+    if any(not 0 <= s < rows for s in sources):
+        raise fail(f"row_sources {sources} name rows outside 0..{rows - 1}")
+    return sources
 
 
 def commit(
@@ -382,6 +464,12 @@ def evict(state: DecodeState, pipeline: Pipeline) -> None:
     cache = state.cache
     positions = cache.valid.long().cumsum(1) - 1
     drop = pipeline.cache_policy.evict(cache.valid, positions)
+    if drop is not None and (not isinstance(drop, torch.Tensor) or drop.shape != cache.valid.shape):
+        got = tuple(drop.shape) if isinstance(drop, torch.Tensor) else type(drop).__name__
+        raise _contract_error(
+            pipeline, "cache", pipeline.cache_policy,
+            f"evict returned {got}, expected None or a bool mask {tuple(cache.valid.shape)}",
+        )
     if drop is not None and bool(drop.any()):
         cache.valid = cache.valid & ~drop
 

@@ -12,14 +12,17 @@ the ``decodekit`` entry-point group. Environment variables control loading:
     When set to a non-empty value other than ``0``, every hook call is logged to the
     ``decodekit.plugins`` logger (and to stderr when logging is not configured).
 
-A plugin that raises while importing or registering produces a warning naming it; the
-other plugins still load.
+A plugin that raises while importing or registering produces one
+:class:`PluginLoadWarning` naming it (route warnings to logging with
+:func:`logging.captureWarnings`); the other plugins still load. Failures are kept in
+:func:`failed_plugins`, so that ``decodekit plugins`` lists them with their errors.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import inspect
 import logging
 import os
 import sys
@@ -32,18 +35,24 @@ from typing import Any
 import pluggy
 
 from decodekit import hookspecs
-from decodekit.errors import PluginConflictError, UnknownComponentError
+from decodekit.errors import ConfigError, PluginConflictError, UnknownComponentError
 from decodekit.strategy import Strategy
 
 __all__ = [
+    "COMPONENT_FAMILIES",
     "DEFAULT_PLUGINS",
     "ENTRY_POINT_GROUP",
+    "ComponentInfo",
+    "PluginFailure",
     "PluginInfo",
+    "PluginLoadWarning",
     "Registered",
     "Registry",
+    "failed_plugins",
     "get_plugins",
     "get_registry",
     "invalidate_registry",
+    "list_components",
     "load_plugins",
     "pm",
     "reset",
@@ -72,6 +81,9 @@ FAMILIES: dict[str, str] = {
     "register_constraints": "constraints",
 }
 
+#: The component families users select from, as named in the registry.
+COMPONENT_FAMILIES: tuple[str, ...] = ("drafters", "verifiers", "samplers", "caches", "constraints")
+
 pm = pluggy.PluginManager("decodekit")
 pm.add_hookspecs(hookspecs)
 
@@ -79,10 +91,35 @@ _lock = threading.RLock()
 _loaded = False
 _registry: Registry | None = None
 _undo_tracing: Callable[[], None] | None = None
+#: Plugins that failed to import or register, by (name, stage), in the order they failed.
+_failures: dict[tuple[str, str], PluginFailure] = {}
 
 
 class PluginLoadWarning(UserWarning):
     """A plugin failed to import or register; the other plugins still loaded."""
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin that failed to load, or whose registration hook raised.
+
+    Attributes
+    ----------
+    name : str
+        The plugin (entry-point) name.
+    stage : str
+        ``"load"`` (importing or registering the entry point) or the ``register_*`` hook
+        that raised.
+    error : str
+        ``ExceptionType: message``.
+    version : str or None
+        The version of the distribution that provides it, when known.
+    """
+
+    name: str
+    stage: str
+    error: str
+    version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -124,15 +161,49 @@ class Registry:
             raise UnknownComponentError(family.rstrip("s"), name, list(table))
         return table[name].obj
 
+    def plugin_of(self, family: str, component: Any) -> str | None:
+        """The plugin that registered ``component`` (a factory, or an object it built).
+
+        Parameters
+        ----------
+        family : str
+            The registry family to look in, e.g. ``"drafters"``.
+        component : object
+            A registered factory or an instance of a registered class (exact class: a
+            subclass defined elsewhere belongs to whoever defined it). Failing that, the
+            plugin that registered the component's ``name``: wrappers (speculative's
+            adaptive draft length) carry the name of the component they wrap.
+        """
+        table: dict[str, Registered] = getattr(self, family)
+        for entry in table.values():
+            if entry.obj is component or entry.obj is type(component):
+                return entry.plugin
+        named = table.get(getattr(component, "name", None))  # type: ignore[arg-type]
+        return named.plugin if named is not None else None
+
 
 @dataclass(frozen=True)
 class PluginInfo:
-    """A loaded plugin: its name, version and the hooks it implements."""
+    """A plugin: its name, version, the hooks it implements and how it failed, if it did.
+
+    Attributes
+    ----------
+    name : str
+    version : str or None
+    hooks : tuple of str
+    builtin : bool
+    loaded : bool
+        False for a plugin that failed to import (it implements no hook then).
+    errors : tuple of PluginFailure
+        Its failures: to import, or of its ``register_*`` hooks.
+    """
 
     name: str
     version: str | None
     hooks: tuple[str, ...]
     builtin: bool
+    loaded: bool = True
+    errors: tuple[PluginFailure, ...] = ()
 
 
 def _env_list(name: str) -> list[str] | None:
@@ -142,10 +213,37 @@ def _env_list(name: str) -> list[str] | None:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def _warn_failed(name: str, what: str, exc: BaseException) -> None:
-    message = f"Failed to {what} decodekit plugin {name!r}: {type(exc).__name__}: {exc}"
-    logger.warning(message)
-    warnings.warn(message, PluginLoadWarning, stacklevel=3)
+def _record_failure(name: str, stage: str, exc: BaseException, version: str | None = None) -> None:
+    """Remember a failure and warn about it, once per plugin and stage.
+
+    Only a warning, no log record: with logging unconfigured, a ``logger.warning`` is
+    printed to stderr as well, and users saw every failure twice. The registry is
+    collected again after every :func:`invalidate_registry`; recording by (name, stage)
+    keeps a raising hook from warning again each time.
+    """
+    if (name, stage) in _failures:
+        return
+    error = f"{type(exc).__name__}: {exc}"
+    _failures[(name, stage)] = PluginFailure(name, stage, error, version)
+    what = "load" if stage == "load" else f"run {stage} of"
+    message = f"Failed to {what} decodekit plugin {name!r}: {error}"
+    warnings.warn(message, PluginLoadWarning, stacklevel=4)
+
+
+def failed_plugins() -> list[PluginFailure]:
+    """Plugins that failed to import, or whose ``register_*`` hook raised, in order.
+
+    Import failures are known once plugins are loaded, hook failures once the registry
+    is collected (:func:`get_registry`). :func:`reset` forgets them.
+    """
+    with _lock:
+        return list(_failures.values())
+
+
+def _forget_unregistered_failures() -> None:
+    """Drop hook failures of plugins no longer registered (a test's plugin object)."""
+    for key in [k for k in _failures if k[1] != "load" and pm.get_plugin(k[0]) is None]:
+        del _failures[key]
 
 
 def _register_module(module_name: str, plugin_name: str) -> None:
@@ -206,7 +304,8 @@ def load_plugins() -> None:
                 plugin = entry_point.load()
                 pm.register(plugin, name=entry_point.name)
             except Exception as exc:  # a broken plugin must not break the others
-                _warn_failed(entry_point.name, "load", exc)
+                dist = entry_point.dist
+                _record_failure(entry_point.name, "load", exc, dist.version if dist else None)
                 continue
             if entry_point.dist is not None:
                 pm._plugin_distinfo.append((plugin, entry_point.dist))  # type: ignore[arg-type]
@@ -234,7 +333,7 @@ def _collect(hook_name: str, registry: Registry) -> None:
         try:
             pm.subset_hook_caller(hook_name, remove_plugins=others)(register=register)
         except Exception as exc:
-            _warn_failed(plugin_name, f"run {hook_name} of", exc)
+            _record_failure(plugin_name, hook_name, exc)
             continue
         for entry in added:
             if entry.name in table and table[entry.name].plugin != entry.plugin:
@@ -259,6 +358,7 @@ def get_registry() -> Registry:
     with _lock:
         load_plugins()
         if _registry is None:
+            _forget_unregistered_failures()
             registry = Registry()
             for hook_name in FAMILIES:
                 _collect(hook_name, registry)
@@ -274,12 +374,23 @@ def get_strategy(name: str) -> Strategy:
     return registry.strategies[name].strategy
 
 
-def get_plugins() -> list[PluginInfo]:
-    """List loaded plugins with their versions and the hooks they implement."""
+def get_plugins(*, include_failed: bool = False) -> list[PluginInfo]:
+    """List loaded plugins with their versions, the hooks they implement and failures.
+
+    Parameters
+    ----------
+    include_failed : bool
+        Also list plugins that failed to import (``loaded=False``). Failures of
+        ``register_*`` hooks are attached once the registry was collected
+        (:func:`get_registry`).
+    """
     load_plugins()
     versions: dict[int, str] = {
         id(plugin): dist.version for plugin, dist in pm.list_plugin_distinfo()
     }
+    failures: dict[str, list[PluginFailure]] = {}
+    for failure in failed_plugins():
+        failures.setdefault(failure.name, []).append(failure)
     core_version = _core_version()
     infos = []
     for name, plugin in pm.list_name_plugin():
@@ -288,8 +399,84 @@ def get_plugins() -> list[PluginInfo]:
         hooks = tuple(sorted(caller.name for caller in pm.get_hookcallers(plugin) or []))
         builtin = name in DEFAULT_PLUGINS
         version = core_version if builtin else versions.get(id(plugin))
-        infos.append(PluginInfo(name=name, version=version, hooks=hooks, builtin=builtin))
+        errors = tuple(failures.pop(name, ()))
+        infos.append(PluginInfo(name, version, hooks, builtin, errors=errors))
+    if include_failed:  # what is left failed before it was registered
+        for name, errors in failures.items():
+            infos.append(PluginInfo(name, errors[0].version, (), False, False, tuple(errors)))
     return sorted(infos, key=lambda info: (not info.builtin, info.name))
+
+
+@dataclass(frozen=True)
+class ComponentInfo:
+    """A registered component, as ``decodekit components`` lists it.
+
+    Attributes
+    ----------
+    family : str
+        ``"drafters"``, ``"verifiers"``, ``"samplers"``, ``"caches"`` or ``"constraints"``.
+    name, plugin : str
+    summary : str
+        The first line of the factory's docstring ("" without one).
+    options : dict
+        JSON-Schema properties of the factory's ``Options`` pydantic model, if it has one.
+    """
+
+    family: str
+    name: str
+    plugin: str
+    summary: str
+    options: dict[str, Any]
+
+
+def list_components(family: str | None = None) -> list[ComponentInfo]:
+    """Every registered component (or those of one family), by family and name.
+
+    Parameters
+    ----------
+    family : str, optional
+        One of :data:`COMPONENT_FAMILIES`; the singular (``"drafter"``) works too.
+
+    Raises
+    ------
+    ConfigError
+        ``family`` is not a component family; the message lists the families.
+    """
+    families = COMPONENT_FAMILIES if family is None else (_family_name(family),)
+    registry = get_registry()
+    infos = []
+    for name_of_family in families:
+        for name, entry in sorted(getattr(registry, name_of_family).items()):
+            infos.append(ComponentInfo(
+                name_of_family, name, entry.plugin, _summary(entry.obj), _options(entry.obj)
+            ))
+    return infos
+
+
+def _family_name(family: str) -> str:
+    for candidate in (family, f"{family}s"):
+        if candidate in COMPONENT_FAMILIES:
+            return candidate
+    raise ConfigError(
+        f"Unknown component family {family!r}; the families are {', '.join(COMPONENT_FAMILIES)}"
+    )
+
+
+def _summary(obj: Any) -> str:
+    # own __doc__ only: inspect.getdoc would show the contract's docstring for a class
+    # without one, as if it were the component's
+    doc = obj.__doc__ if isinstance(obj.__doc__, str) else ""
+    lines = inspect.cleandoc(doc).splitlines()
+    return lines[0] if lines else ""
+
+
+def _options(obj: Any) -> dict[str, Any]:
+    from pydantic import BaseModel
+
+    model = getattr(obj, "Options", None)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return dict(model.model_json_schema().get("properties", {}))
+    return {}
 
 
 def _core_version() -> str | None:
@@ -323,3 +510,4 @@ def reset() -> None:
             _undo_tracing = None
         _loaded = False
         _registry = None
+        _failures.clear()

@@ -74,6 +74,11 @@ class Pipeline:
         Evicts KV-cache slots after each step; None keeps everything.
     needs_hidden_states : bool
         Whether the forward must return the last layer's hidden states.
+    strategy : str or None
+        The strategy that built it; set by :meth:`Strategy.build_pipeline`.
+    plugin : str or None
+        The plugin that registered that strategy; errors about components no plugin
+        registered (a strategy's own helpers) name it.
     """
 
     verifier: Verifier
@@ -82,6 +87,8 @@ class Pipeline:
     warper: Warper | None = None
     cache_policy: CachePolicy | None = None
     needs_hidden_states: bool = False
+    strategy: str | None = None
+    plugin: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,3 +134,41 @@ class Strategy:
             )
         if not isinstance(self.guarantee, Guarantee):
             object.__setattr__(self, "guarantee", Guarantee(self.guarantee))
+
+    def build_pipeline(self, params: Any, context: BuildContext) -> Pipeline:
+        """Call :attr:`build` and hold the result to the :class:`Pipeline` contract.
+
+        The pipeline is labelled with the strategy and its plugin, so that the decode
+        loop's contract errors can name the plugin.
+
+        Raises
+        ------
+        PluginContractError
+            ``build`` returned no Pipeline, or one without a Verifier (or with a drafter
+            that is no Drafter); the message names the plugin and the strategy.
+        """
+        entry = context.registry.strategies.get(self.name)
+        plugin = entry.plugin if entry is not None and entry.obj is self else None
+        pipeline = self.build(params, context)
+        problem = _pipeline_problem(pipeline)
+        if problem is not None:
+            from decodekit.errors import PluginContractError
+
+            raise PluginContractError(plugin, "strategy", self.name, problem)
+        pipeline.strategy, pipeline.plugin = self.name, plugin
+        return pipeline
+
+
+def _pipeline_problem(pipeline: Any) -> str | None:
+    """What makes ``pipeline`` break the Pipeline contract, or None."""
+    from decodekit.components import Drafter, Verifier
+
+    if not isinstance(pipeline, Pipeline):
+        return f"build returned a {type(pipeline).__name__}, expected a decodekit.Pipeline"
+    if not isinstance(pipeline.verifier, Verifier):
+        kind = type(pipeline.verifier).__name__
+        return f"build returned a Pipeline whose verifier is a {kind}, not a decodekit.Verifier"
+    if pipeline.drafter is not None and not isinstance(pipeline.drafter, Drafter):
+        kind = type(pipeline.drafter).__name__
+        return f"build returned a Pipeline whose drafter is a {kind}, not a decodekit.Drafter"
+    return None

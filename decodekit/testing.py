@@ -596,7 +596,8 @@ def check_plugin(plugin: object | str, name: str | None = None) -> PluginReport:
     Raises
     ------
     PluginCheckError
-        Listing every problem found.
+        Listing every problem found; for the name of an installed plugin that failed
+        to import, saying so with the import error.
 
     Examples
     --------

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from decodekit.engine import Engine
+from decodekit.engine import Engine, _seeds
 from decodekit.errors import ConfigError, PromptError
 from decodekit.testing import MarkovModel
 
@@ -28,8 +28,9 @@ def test_same_seed_same_output_and_rows_independent_of_batch(engine):
     first = engine.generate([[0], [1], [2]], strategy="sample", seed=5, max_new_tokens=12)
     again = engine.generate([[0], [1], [2]], strategy="sample", seed=5, max_new_tokens=12)
     assert [c.token_ids for c in first] == [c.token_ids for c in again]
-    alone = engine.generate([[1]], strategy="sample", seed=[6], max_new_tokens=12)
-    assert alone[0].token_ids == first[1].token_ids  # row 1 of seed 5 uses seed 6
+    row_seed = _seeds(5, 3)[1]  # the seed row 1 of a seed-5 call gets
+    alone = engine.generate([[1]], strategy="sample", seed=[row_seed], max_new_tokens=12)
+    assert alone[0].token_ids == first[1].token_ids
     other = engine.generate([[0], [1], [2]], strategy="sample", seed=99, max_new_tokens=12)
     assert [c.token_ids for c in other] != [c.token_ids for c in first]
 
@@ -98,11 +99,13 @@ def test_bad_settings(engine):
         engine.generate([[0]], strategy="greedy", constraint={"type": "json"})
 
 
-def test_settings_override_config_and_switching_strategy_drops_params(engine):
+def test_settings_override_config_and_switching_strategy_never_drops_params(engine):
     from decodekit.config import validate_config
 
     config = validate_config({"strategy": "sample", "params": {"temperature": 0.5}})
     request = engine.request([[0]], config, top_k=3)
     assert request.config.params.temperature == 0.5 and request.config.params.top_k == 3
-    request = engine.request([[0]], config, strategy="greedy")
-    assert request.config.strategy == "greedy"
+    # a strategy that does not take the config's parameters refuses them by name
+    with pytest.raises(ConfigError, match=r"params temperature of the config \(strategy 'sample'\)"):
+        engine.request([[0]], config, strategy="greedy")
+    assert engine.request([[0]], {"strategy": "sample"}, strategy="greedy").config.strategy == "greedy"
