@@ -8,7 +8,13 @@ trick over these uniforms: ``argmax_t log p_t + G_t`` with ``G = -log(-log u)`` 
 exact sample from ``p``.
 
 The hash is murmur3's 32-bit finalizer over a mix of the inputs; its 24 high bits give
-``u = (bits + 0.5) / 2**24`` in the open interval (0, 1).
+``u = min((bits + 0.5) / 2**24, U_MAX)`` in float32, in the open interval (0, 1). The
+``min`` matters: for ``bits = 2**24 - 1`` the float32 sum ``bits + 0.5`` rounds to
+``2**24``, so ``u`` would be exactly 1 and ``G`` would be ``+inf``; against a masked
+token's ``-inf`` logit that makes ``NaN``, which wins an argmax, and the sampler would
+commit a token a constraint forbids (about one draw in 340 over a 49,152-token vocabulary).
+With ``U_MAX = 1 - 2**-24`` (the largest float32 below 1), ``G`` always lies within
+``[-2.9, 16.7]``.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ __all__ = [
     "MIX_COUNTER",
     "MIX_SEED_HI",
     "MIX_TOKEN",
+    "U_MAX",
     "gumbel",
     "gumbel_rows",
     "seeds_from_generators",
@@ -33,6 +40,8 @@ MIX_COUNTER = 0x85EBCA6B
 MIX_TOKEN = 0xC2B2AE35
 FMIX_1 = 0x85EBCA6B
 FMIX_2 = 0xC2B2AE35
+#: The largest float32 below 1: uniforms never reach 1, so Gumbel noise is always finite.
+U_MAX = 1.0 - 2.0**-24
 
 
 def _mul32(a: torch.Tensor, b: int) -> torch.Tensor:
@@ -109,7 +118,7 @@ def _finish(head: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
     _mul32_(x, FMIX_2)
     _xorshift_(x, 16)
     u = ((x >> 8) & 0xFFFFFF).to(torch.float32)
-    return u.add_(0.5).mul_(1.0 / 16777216.0)
+    return u.add_(0.5).mul_(1.0 / 16777216.0).clamp_(max=U_MAX)
 
 
 def gumbel(seeds: torch.Tensor, counter: torch.Tensor | int, tokens: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,9 @@ def gumbel_noise(seed, counter, tokens):
     x = (x * FMIX_2) & MASK32
     x = x ^ (x >> 16)
     u = ((x >> 8).to(tl.float32) + 0.5) * (1.0 / 16777216.0)
+    # never 1 (U_MAX of _noise, 1 - 2**-24, as a float32 literal): +inf noise would turn a
+    # masked -inf logit into NaN, which wins the argmax
+    u = tl.minimum(u, 0.99999994)
     return -tl.log(-tl.log(u))
 
 
