@@ -4,9 +4,10 @@ Neither runs a draft model: prompt lookup copies the continuation of an earlier
 occurrence of the row's last n-gram (fast on input-grounded tasks such as editing code),
 token recycling reads a draft tree from an adjacency table of the target model's own
 top-k candidates at earlier steps (helps on open-ended text). Both are deterministic
-(one-hot proposals), so exact-match verification keeps greedy output unchanged and
-rejection sampling keeps sampling lossless. Select them by name in a speculative
-strategy::
+(one-hot proposals), so exact-match verification keeps greedy output unchanged and the
+speculative verifiers keep sampling lossless: for one-hot drafts they commit the very
+tokens ``sample`` draws with the same seed, so drafting changes speed, not tokens.
+Select them by name in a speculative strategy::
 
     engine.generate(prompt, strategy="speculative", drafter="prompt_lookup", draft_length=10)
 """

@@ -157,6 +157,11 @@ class PromptLookupDrafter(Drafter):
     occurrences, then shorter n-grams) are merged into a prefix tree of at most
     ``max_nodes`` nodes.
 
+    Each row's draft depends on that row's tokens only (one index per row). When the
+    adaptive mode shortens :attr:`draft_length`, the draft is the one of the full length
+    cut to the shorter depth (``prefix_consistent``), so a row's draft never depends on
+    the lengths other rows use.
+
     Parameters
     ----------
     options : PromptLookupOptions
@@ -174,6 +179,8 @@ class PromptLookupDrafter(Drafter):
     name = "prompt_lookup"
     deterministic = True
     Options = PromptLookupOptions
+    #: A shorter draft_length cuts the full-length draft (see the class docstring).
+    prefix_consistent = True
 
     def __init__(
         self,
@@ -189,11 +196,20 @@ class PromptLookupDrafter(Drafter):
             raise ValueError(f"draft_length must be at least 1, got {draft_length}")
         if max_nodes is not None and max_nodes < 1:
             raise ValueError(f"max_nodes must be at least 1 or None, got {max_nodes}")
+        #: The depth drafts are looked up to; :attr:`draft_length` may cut them shorter.
+        self.max_length = draft_length
         self.draft_length = draft_length
         self.max_nodes = (
             max_nodes if max_nodes is not None else self.options.num_candidates * draft_length
         )
         self._rows: list[NgramIndex] = []
+
+    @classmethod
+    def drafts_trees(
+        cls, options: PromptLookupOptions, *, draft_length: int, max_nodes: int | None
+    ) -> bool:
+        """Whether drafts can branch: with ``num_candidates > 1`` (and room for two nodes)."""
+        return options.num_candidates > 1 and (max_nodes is None or max_nodes > 1)
 
     def _index(self, row: int) -> NgramIndex:
         while len(self._rows) <= row:
@@ -210,7 +226,10 @@ class PromptLookupDrafter(Drafter):
             ``tokens`` and ``parents`` ``[rows, N]`` with ``-1`` padding; ``proposals``
             None (one-hot).
         """
-        length = min(self.draft_length, self.max_nodes)
+        # look up at the full length, then cut: a shorter draft_length (adaptive mode)
+        # keeps the first levels of the full draft, whatever the node budget did
+        length = min(self.max_length, self.max_nodes)
+        depth = max(1, min(int(self.draft_length), length))
         count = self.options.num_candidates
         rows_tokens: list[list[int]] = []
         rows_parents: list[list[int]] = []
@@ -218,10 +237,10 @@ class PromptLookupDrafter(Drafter):
         for r, sequence in enumerate(view.sequences):
             found = self._index(r).continuations(sequence, length, count)
             if count == 1:
-                tokens = found[0] if found else []
+                tokens = found[0][:depth] if found else []
                 parents = list(range(-1, len(tokens) - 1))
             else:
-                tokens, parents = _prefix_tree(found, self.max_nodes)
+                tokens, parents = _cut_depth(*_prefix_tree(found, self.max_nodes), depth)
             rows_tokens.append(tokens)
             rows_parents.append(parents)
             width = max(width, len(tokens))
@@ -252,6 +271,21 @@ class PromptLookupDrafter(Drafter):
                 kept.append(self._rows[old])
             seen.add(old)
         self._rows = kept
+
+
+def _cut_depth(tokens: list[int], parents: list[int], depth: int) -> tuple[list[int], list[int]]:
+    """The nodes of a tree (topological order) at most ``depth`` deep, parents remapped."""
+    depths: list[int] = []
+    remap: dict[int, int] = {}
+    kept_tokens: list[int] = []
+    kept_parents: list[int] = []
+    for i, (token, parent) in enumerate(zip(tokens, parents, strict=True)):
+        depths.append(1 if parent < 0 else depths[parent] + 1)
+        if depths[i] <= depth:
+            remap[i] = len(kept_tokens)
+            kept_tokens.append(token)
+            kept_parents.append(-1 if parent < 0 else remap[parent])
+    return kept_tokens, kept_parents
 
 
 def _prefix_tree(continuations: list[list[int]], max_nodes: int) -> tuple[list[int], list[int]]:

@@ -11,7 +11,14 @@ token, their children the candidates after each of them, and so on.
 
 The matrix is a property of the model, not of a row: it is shared by every row of a
 call (rows teach each other), and with ``persistent=True`` it is also kept across calls
-on the same model, as the paper's "hot start" does.
+on the same model, as the paper's "hot start" does. Sharing changes which tokens are
+drafted, never which are committed: drafts are one-hot, and the ``speculative``
+verifiers commit, for any one-hot draft, the tokens the target draws with the row's own
+seed (exact match under greedy settings, coupled sampling otherwise; see
+:mod:`decodekit_speculative.verifiers`). So a row's output depends on its prompt, the
+parameters and its seed only, not on the other rows or on earlier calls; the table
+changes speed only (and, through the shape of the tree the target scores, the float
+rounding of its logits, as any change of batch does).
 """
 
 from __future__ import annotations
@@ -59,7 +66,8 @@ class TokenRecyclingOptions(StrategyParams):
     persistent: bool = Field(
         False,
         description="Keep the adjacency table across generation calls on the same model "
-        "(hot start); outputs never depend on it, only speed does.",
+        "(hot start); with the speculative verifiers outputs never depend on it (one-hot "
+        "drafts: the committed tokens are the target's own draws), only speed does.",
     )
 
     @field_validator("rank_weights")
@@ -189,6 +197,19 @@ class AdjacencyTable:
         return dense
 
 
+def _rank_weights(options: TokenRecyclingOptions) -> tuple[float, ...]:
+    """The options' rank weights, or the default profile padded to ``top_k``."""
+    weights = options.rank_weights
+    if weights is None:
+        weights = DEFAULT_RANK_WEIGHTS[: options.top_k]
+        return weights + (weights[-1],) * (options.top_k - len(weights))
+    if len(weights) != options.top_k:
+        raise ValueError(
+            f"rank_weights has {len(weights)} entries; it needs top_k = {options.top_k}"
+        )
+    return weights
+
+
 #: Tables kept across calls (``persistent=True``), per model and ``top_k``.
 _PERSISTENT: weakref.WeakKeyDictionary[LanguageModel, dict[int, AdjacencyTable]] = (
     weakref.WeakKeyDictionary()
@@ -235,24 +256,35 @@ class TokenRecyclingDrafter(Drafter):
         warper: Warper | None = None,
     ) -> None:
         self.options = options = options if options is not None else TokenRecyclingOptions()
-        weights = options.rank_weights
-        if weights is None:
-            weights = DEFAULT_RANK_WEIGHTS[: options.top_k]
-            weights = weights + (weights[-1],) * (options.top_k - len(weights))
-        elif len(weights) != options.top_k:
-            raise ValueError(
-                f"rank_weights has {len(weights)} entries; it needs top_k = {options.top_k}"
-            )
+        weights = _rank_weights(options)
+        self.template = self._template(options, weights, draft_length, max_nodes)
+        self.table = self._table(context, options)
+        self._roots: list[int] = []
+
+    @classmethod
+    def _template(
+        cls,
+        options: TokenRecyclingOptions,
+        weights: tuple[float, ...],
+        draft_length: int | None,
+        max_nodes: int | None,
+    ) -> TreeTemplate:
         if max_nodes is not None and max_nodes < 1:
             raise ValueError(f"max_nodes must be at least 1 or None, got {max_nodes}")
         if draft_length is not None and draft_length < 1:
             raise ValueError(f"draft_length must be at least 1, got {draft_length}")
         depth = options.max_depth if draft_length is None else min(options.max_depth,
                                                                    draft_length)
-        nodes = max_nodes if max_nodes is not None else self.default_max_nodes
-        self.template = static_tree(nodes, depth, weights)
-        self.table = self._table(context, options)
-        self._roots: list[int] = []
+        nodes = max_nodes if max_nodes is not None else cls.default_max_nodes
+        return static_tree(nodes, depth, weights)
+
+    @classmethod
+    def drafts_trees(
+        cls, options: TokenRecyclingOptions, *, draft_length: int, max_nodes: int | None
+    ) -> bool:
+        """Whether the template branches (it is a chain only with ``top_k = 1`` or one node)."""
+        template = cls._template(options, _rank_weights(options), draft_length, max_nodes)
+        return template.parents != list(range(-1, len(template) - 1))
 
     @staticmethod
     def _table(context: BuildContext | None, options: TokenRecyclingOptions) -> AdjacencyTable:
@@ -336,4 +368,4 @@ class TokenRecyclingDrafter(Drafter):
             self.table.update(with_root[valid].tolist(), flat.index_select(0, valid))
 
     def select_rows(self, rows: torch.Tensor) -> None:
-        """Nothing per row to keep: the table is shared by all rows."""
+        """Nothing per row to keep: the table is shared by all rows (see the module docstring)."""

@@ -275,3 +275,38 @@ def test_bad_drafter_options_name_the_field_through_speculative():
     with pytest.raises(ConfigError, match=r"drafter_options\.top_k"):
         engine.generate([[0]], strategy="speculative", drafter="token_recycling",
                         drafter_options={"top_k": 0})
+
+
+def test_prompt_lookup_shorter_draft_length_cuts_the_full_draft():
+    """Adaptive mode shortens draft_length: the draft is the full one cut (prefix-consistent),
+    never a tree whose node budget went elsewhere."""
+    options = PromptLookupOptions(max_ngram=1, num_candidates=3)
+    seq = [1, 2, 3, 4, 1, 2, 5, 6, 1, 7, 8, 1]
+    full = PromptLookupDrafter(options, draft_length=3, max_nodes=5).draft(view_of([seq]))
+    assert full is not None and full.tokens.tolist() == [[7, 8, 1, 2, 5]]
+    drafter = PromptLookupDrafter(options, draft_length=3, max_nodes=5)
+    drafter.draft_length = 2
+    cut = drafter.draft(view_of([seq]))
+    assert cut is not None
+    assert cut.tokens.tolist() == [[7, 8, 2, 5]] and cut.parents.tolist() == [[-1, 0, -1, 2]]
+    drafter.draft_length = 1
+    cut = drafter.draft(view_of([seq]))
+    assert cut is not None
+    assert cut.tokens.tolist() == [[7, 2]] and cut.parents.tolist() == [[-1, -1]]
+    chain = PromptLookupDrafter(PromptLookupOptions(max_ngram=2), draft_length=3)
+    chain.draft_length = 2
+    draft = chain.draft(view_of([[1, 2, 3, 4, 5, 1, 2]]))
+    assert draft is not None and draft.tokens.tolist() == [[3, 4]]
+
+
+def test_drafters_declare_whether_they_draft_trees():
+    lookup = PromptLookupDrafter.drafts_trees
+    assert not lookup(PromptLookupOptions(), draft_length=4, max_nodes=None)
+    assert lookup(PromptLookupOptions(num_candidates=2), draft_length=4, max_nodes=None)
+    assert not lookup(PromptLookupOptions(num_candidates=2), draft_length=4, max_nodes=1)
+    recycling = TokenRecyclingDrafter.drafts_trees
+    assert recycling(TokenRecyclingOptions(), draft_length=4, max_nodes=None)
+    assert not recycling(TokenRecyclingOptions(top_k=1), draft_length=4, max_nodes=None)
+    assert not recycling(TokenRecyclingOptions(), draft_length=4, max_nodes=1)
+    drafter = TokenRecyclingDrafter(TokenRecyclingOptions(top_k=1), draft_length=4)
+    assert drafter.template.parents == [-1, 0, 1, 2]  # what drafts_trees reasons about

@@ -19,13 +19,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from decodekit import hookimpl
 from decodekit.builtin.greedy import ArgmaxVerifier
 from decodekit.builtin.processors import PenaltiesProcessor
 from decodekit.components import Drafter, Verifier
 from decodekit.config import SamplingParams
+from decodekit.errors import ConfigError
 from decodekit.sampling import Warper
 from decodekit.strategy import BuildContext, Guarantee, Pipeline, Strategy
 from decodekit_speculative.adaptive import AdaptiveDraftLength, best_draft_length
@@ -33,6 +34,7 @@ from decodekit_speculative.drafters import DraftModelDrafter, LayerSkipDrafter
 from decodekit_speculative.protocol import (
     DrafterFactory,
     build_drafter,
+    drafts_trees,
     validate_drafter_options,
 )
 from decodekit_speculative.verifiers import RejectionChainVerifier, RejectionTreeVerifier
@@ -55,7 +57,9 @@ class SpeculativeParams(SamplingParams):
     """Parameters of ``speculative``: the sampling settings plus the drafter's.
 
     ``drafter_options`` are validated against the chosen drafter's own ``Options`` model
-    when the config is validated; errors name ``drafter_options.<field>``.
+    when the config is validated; errors name ``drafter_options.<field>``. ``verify`` is
+    checked against what the drafter drafts (its ``drafts_trees``) at the same time, so
+    ``verify="chain"`` with a tree drafter fails before any model is loaded.
     """
 
     drafter: str = Field(
@@ -67,21 +71,48 @@ class SpeculativeParams(SamplingParams):
     max_nodes: int | None = Field(
         None, ge=1, description="Node budget per row for tree drafts; None: the drafter's default."
     )
-    verify: Literal["chain", "tree"] = Field(
-        "tree",
-        description="'tree': recursive rejection sampling over a token tree (chain drafts go "
-        "through the chain kernel); 'chain': chain drafts only, a tree is an error.",
-    )
     drafter_options: dict[str, Any] = Field(
         default_factory=dict, description="The drafter's own options (its Options model)."
     )
+    # after drafter and drafter_options: its validator reads them
+    verify: Literal["chain", "tree"] = Field(
+        "tree",
+        description="'tree': recursive rejection sampling over a token tree (chain drafts go "
+        "through the chain kernel); 'chain': chain drafts only, refused for drafters that "
+        "draft trees.",
+    )
     adaptive: bool = Field(
-        False, description="Adapt the draft length to the observed acceptance rate."
+        False, description="Adapt each row's draft length to its observed acceptance rate."
     )
     draft_cost: float = Field(
         0.1, ge=0.0,
         description="Adaptive mode: cost of one draft token relative to one target forward.",
     )
+
+    @field_validator("verify")
+    @classmethod
+    def _chain_needs_chains(cls, value: str, info: ValidationInfo) -> str:
+        if value != "chain" or "drafter" not in info.data or "drafter_options" not in info.data:
+            return value
+        from decodekit.plugins import get_registry
+
+        name = info.data["drafter"]
+        try:
+            factory = get_registry().get("drafters", name)
+            options = validate_drafter_options(factory, info.data["drafter_options"])
+        except ConfigError:
+            return value  # reported by _check_drafter with its own field path
+        try:
+            trees = drafts_trees(factory, options, max_nodes=info.data.get("max_nodes"),
+                                 draft_length=info.data.get("draft_length", 4))
+        except ValueError:
+            return value  # options the drafter refuses: its build reports them
+        if trees:
+            raise ValueError(
+                f"'chain' verifies chain drafts only, but drafter {name!r} drafts trees "
+                "with these options; use verify='tree'"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check_drafter(self) -> SpeculativeParams:

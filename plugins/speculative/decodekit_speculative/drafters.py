@@ -7,38 +7,112 @@ this way, whatever number each row accepted), and the committed tokens it lacks 
 in one forward. Under greedy settings they propose argmax tokens (deterministic drafts);
 otherwise they sample from their own logits warped with the target's warper and report
 that distribution as the node's proposal, so rejection sampling stays lossless.
+
+Their randomness is per row: one kernel seed per row and step from the row's generator,
+and the uniform of the ``i``-th draft token is counter-based noise of (seed, ``i``). So a
+row's draft never depends on how long the other rows' drafts run, and the first ``k``
+tokens of a draft of length ``n > k`` are the draft of length ``k`` (adaptive lengths).
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import threading
+from pathlib import Path
 from typing import Any, Literal
 
+import decodekit_kernels as kernels
 import torch
-from pydantic import Field
+from pydantic import ConfigDict, Field, field_validator
 
 from decodekit.components import DecodeView, Drafter, DraftTree
 from decodekit.config import StrategyParams
-from decodekit.errors import ConfigError
-from decodekit.model import HFModel, LanguageModel, SlotCache, load_model
+from decodekit.errors import ConfigError, ModelLoadError
+from decodekit.model import DTYPES, HFModel, LanguageModel, SlotCache
 from decodekit.sampling import Warper, inverse_cdf
 from decodekit.strategy import BuildContext
 from decodekit.tree import build_step
 
 __all__ = ["DraftModelDrafter", "LayerSkipDrafter", "ModelDrafter", "shallow_model"]
 
-_models: dict[tuple[str, str], HFModel] = {}
+#: Draft models loaded from a directory, by (path, dtype, device), with the fingerprint
+#: of the files they were loaded from: a changed directory is loaded again.
+_models: dict[tuple[str, str, str], tuple[tuple[tuple[str, int, int], ...], HFModel]] = {}
 _models_lock = threading.Lock()
 
+#: Files whose change means a model directory holds another model.
+_MODEL_FILES = ("config.json", "*.safetensors", "*.safetensors.index.json", "*.bin",
+                "*.bin.index.json", "*.pt", "*.pth")
 
-def _load_draft_model(path: str | None, dtype: str) -> HFModel:
-    """Load (once per path and dtype) a draft model; later calls reuse it."""
-    key = (str(path), dtype)
+
+def _fingerprint(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """(name, mtime in ns, size) of the config and weight files of a model directory."""
+    files = sorted({f for pattern in _MODEL_FILES for f in path.glob(pattern) if f.is_file()})
+    stamps = []
+    for f in files:
+        stat = f.stat()
+        stamps.append((f.name, stat.st_mtime_ns, stat.st_size))
+    return tuple(stamps)
+
+
+def _read_model(path: Path, dtype: str, device: str) -> HFModel:
+    """Load a Hugging Face causal LM directory, with its tokenizer if it has a usable one.
+
+    A draft model only ever sees token ids, so its tokenizer is optional: without one
+    (no tokenizer files, or files transformers cannot read) only the vocabulary sizes are
+    compared with the target's; with one, the token-to-id maps are compared too.
+    """
+    if not (path / "config.json").is_file():
+        raise ConfigError(
+            f"drafter_options.model: {path} is not a Hugging Face model directory "
+            "(no config.json in it)"
+        )
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        config = json.loads((path / "config.json").read_text())
+        hf = AutoModelForCausalLM.from_pretrained(
+            path, dtype=DTYPES[dtype], attn_implementation="sdpa", local_files_only=True
+        ).to(device)
+    except Exception as exc:
+        raise ModelLoadError(f"Could not load a draft model from {path}: {exc}") from exc
+    tokenizer = None
+    names = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+    if any((path / name).is_file() for name in names):
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        except Exception:  # ids are all a draft model needs: do without the tokenizer
+            tokenizer = None
+    return HFModel(hf, tokenizer, name=str(config.get("_name_or_path") or path.name))
+
+
+def _load_draft_model(path: str | Path | None, dtype: str, device: str) -> HFModel:
+    """Load a draft model directory, reusing an earlier load while its files are unchanged.
+
+    The cache is keyed on the resolved path, dtype and device, and holds the fingerprint
+    (modification time and size of ``config.json`` and the weight files) of the load: a
+    directory whose files changed on disk is loaded again, and the stale copy dropped.
+    """
+    if path is None:
+        from decodekit.embedded import prepare_embedded_model
+
+        path = prepare_embedded_model()
+    resolved = Path(path).expanduser().resolve()
+    if not resolved.is_dir():
+        raise ConfigError(f"drafter_options.model: model directory not found: {resolved}")
+    key = (str(resolved), dtype, device)
     with _models_lock:
-        if key not in _models:
-            _models[key] = load_model(path, dtype=dtype)  # type: ignore[arg-type]
-        return _models[key]
+        stamp = _fingerprint(resolved)
+        cached = _models.get(key)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        _models.pop(key, None)  # free the stale copy before loading the new one
+        model = _read_model(resolved, dtype, device)
+        _models[key] = (stamp, model)
+        return model
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -67,6 +141,8 @@ class ModelDrafter(Drafter):
 
     name = "model"
     deterministic = False
+    #: A draft of length ``n`` begins with the draft of length ``k < n`` (adaptive mode).
+    prefix_consistent = True
 
     def __init__(
         self,
@@ -121,6 +197,10 @@ class ModelDrafter(Drafter):
         greedy = self.warper.is_greedy
         tokens = torch.full((rows, length), -1, dtype=torch.long)
         proposals = None if greedy else torch.zeros((rows, length, self.model.vocab_size))
+        # one seed per row and step, drawn whatever the batch does; token i of the draft
+        # takes the counter-based uniform (seed, i), so rows that stop early or go on
+        # longer never shift another row's randomness
+        seeds = None if greedy else kernels.seeds_from_generators(view.generators)
         alive = torch.ones(rows, dtype=torch.bool)
         for i in range(length):
             step = build_step(pending, self.cache.next_positions.tolist(), None, self.model.device)
@@ -135,7 +215,8 @@ class ModelDrafter(Drafter):
                 confidence = torch.softmax(logits, -1).max(-1).values
             else:
                 q = self.warper.probs(logits)
-                u = torch.cat([torch.rand(1, generator=g) for g in view.generators])
+                assert seeds is not None
+                u = kernels.uniforms(seeds, i, torch.zeros_like(seeds))
                 chosen = inverse_cdf(q, u)
                 confidence = q.max(-1).values
                 assert proposals is not None
@@ -149,6 +230,13 @@ class ModelDrafter(Drafter):
         if not bool((tokens >= 0).any()):
             return None
         return DraftTree.chain(tokens, proposals)
+
+    @classmethod
+    def drafts_trees(
+        cls, options: StrategyParams, *, draft_length: int, max_nodes: int | None
+    ) -> bool:
+        """Never: one chain per row."""
+        return False
 
     def select_rows(self, rows: torch.Tensor) -> None:
         """Keep the cache rows of the rows that stay."""
@@ -172,26 +260,83 @@ def _check_vocabulary(target: LanguageModel, draft: LanguageModel, what: str) ->
         )
 
 
+def _device_name(device: Any) -> str:
+    return str(torch.device(device))
+
+
 class DraftModelOptions(StrategyParams):
     """Options of the ``draft_model`` drafter."""
 
-    model: str | None = Field(
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    model: Any = Field(
         None,
-        description="Local Hugging Face model directory of the draft model (sharing the "
-        "target's tokenizer); None uses the embedded SmolLM2-135M-Instruct.",
+        description="The draft model (sharing the target's vocabulary): a local Hugging "
+        "Face model directory (its tokenizer is optional), an in-memory decodekit "
+        "LanguageModel or transformers causal LM, or None for the embedded "
+        "SmolLM2-135M-Instruct.",
     )
     dtype: Literal["float32", "bfloat16"] = Field(
-        "float32", description="Weights and activations dtype of the draft model."
+        "float32", description="Weights and activations dtype of a draft model loaded from a "
+        "directory.",
     )
+    device: str | None = Field(
+        None, description="Device of a draft model loaded from a directory ('cpu', 'cuda', "
+        "'cuda:1', ...); None: the target model's device. An in-memory model stays where it "
+        "is.",
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _model_kind(cls, value: Any) -> Any:
+        if value is None or isinstance(value, str | LanguageModel):
+            return value
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, torch.nn.Module) and callable(
+            getattr(value, "get_output_embeddings", None)
+        ):
+            return value
+        raise ValueError(
+            "expected a model directory, a decodekit LanguageModel or a transformers causal "
+            f"LM, got {type(value).__name__}"
+        )
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                torch.device(value)
+            except (RuntimeError, TypeError) as exc:
+                raise ValueError(f"not a torch device: {exc}") from None
+        return value
+
+
+def _draft_model(options: DraftModelOptions, target: LanguageModel) -> LanguageModel:
+    """The draft model the options name: loaded (cached by fingerprint), or in memory."""
+    value = options.model
+    if value is None or isinstance(value, str):
+        device = options.device if options.device is not None else _device_name(target.device)
+        return _load_draft_model(value, options.dtype, device)
+    model = value if isinstance(value, LanguageModel) else HFModel(value, None)
+    if options.device is not None and _device_name(model.device) != _device_name(options.device):
+        raise ConfigError(
+            f"drafter_options.device: the in-memory draft model is on {model.device}, not "
+            f"{options.device}; move it there first (or leave device unset)"
+        )
+    return model
 
 
 class DraftModelDrafter(ModelDrafter):
-    """``draft_model``: a smaller causal LM with the target's tokenizer drafts each chain.
+    """``draft_model``: a smaller causal LM with the target's vocabulary drafts each chain.
 
     Parameters
     ----------
     options : DraftModelDrafter.Options
-        ``model`` (path) and ``dtype``.
+        ``model`` (a directory, an in-memory model, or None), ``dtype`` and ``device``.
+        A directory is loaded once per (path, dtype, device) and process, and loaded
+        again when its config or weight files change on disk.
     context : BuildContext
         The target model and registry.
     draft_length, max_nodes, warper
@@ -201,7 +346,10 @@ class DraftModelDrafter(ModelDrafter):
     Raises
     ------
     ConfigError
-        The draft model's vocabulary differs from the target's.
+        The draft model's vocabulary differs from the target's, the directory does not
+        exist, or an in-memory model is not on ``device``.
+    ModelLoadError
+        The directory holds no loadable causal LM.
     """
 
     name = "draft_model"
@@ -217,7 +365,7 @@ class DraftModelDrafter(ModelDrafter):
         max_nodes: int | None,
         warper: Warper,
     ) -> None:
-        model = _load_draft_model(options.model, options.dtype)
+        model = _draft_model(options, context.model)
         _check_vocabulary(context.model, model, "drafter_options.model")
         length = min(draft_length, max_nodes) if max_nodes else draft_length
         super().__init__(model, draft_length=length, warper=warper)

@@ -30,10 +30,30 @@ so a drafter class provides:
 ``draft_length`` (int attribute, optional)
     When present, the strategy's adaptive mode sets it between steps; drafters read it
     at each :meth:`draft`. Drafts deeper than the current length are cut anyway.
+``prefix_consistent`` (bool attribute, optional, default False)
+    True declares that, row by row, the first ``k`` levels of a draft made with
+    ``draft_length = n > k`` are the draft made with ``draft_length = k``. Adaptive mode
+    keeps one length per row; it sets ``draft_length`` to the longest of them only for
+    such drafters, and cuts every row to its own length. Other drafters keep the full
+    length (then cut per row), so that no row's draft depends on another row's length.
+``drafts_trees(options, *, draft_length, max_nodes) -> bool`` (classmethod, optional)
+    Whether drafts made with these options can be trees (a node whose parent is not the
+    previous node). ``verify="chain"`` with a drafter that says True is refused when the
+    config is validated; a drafter without it that drafts a tree fails at run time.
 ``observe(view, draft, output, selection)``, ``select_rows(rows)`` (optional)
     Learn from each step; keep per-row state aligned when rows finish or are reordered.
 
-Randomness must come from ``view.generators`` (one per row) so that runs are reproducible.
+Rows are independent: a row's draft must depend only on the row (its tokens, its own
+state, its generator), never on the other rows of the batch. Randomness comes from
+``view.generators[r]`` (one per row): draw the same number of values from a row's
+generator at every step whatever the other rows do, for example one kernel seed per row
+and step (:func:`decodekit_kernels.seeds_from_generators`), and index counter-based
+noise by (seed, node) (:func:`decodekit_kernels.uniforms`) rather than drawing per node
+of the padded batch. State a drafter learns (tables, statistics) must either be per row
+(and follow :meth:`select_rows`) or only change what is drafted: for any one-hot
+(deterministic) draft the verifiers commit the tokens the target draws with the row's
+seed (up to the float rounding of the target's logits), so a deterministic drafter may
+share what it learns across rows and calls (``token_recycling`` does).
 """
 
 from __future__ import annotations
@@ -48,7 +68,7 @@ from decodekit.errors import ConfigError
 from decodekit.sampling import Warper
 from decodekit.strategy import BuildContext
 
-__all__ = ["DrafterFactory", "build_drafter", "validate_drafter_options"]
+__all__ = ["DrafterFactory", "build_drafter", "drafts_trees", "validate_drafter_options"]
 
 
 @runtime_checkable
@@ -92,6 +112,23 @@ def validate_drafter_options(factory: Any, options: dict[str, Any]) -> StrategyP
         return model.model_validate(options)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, "drafter_options.")) from None
+
+
+def drafts_trees(
+    factory: Any, options: StrategyParams, *, draft_length: int, max_nodes: int | None
+) -> bool | None:
+    """Whether the drafter ``factory`` drafts trees with these (validated) options.
+
+    Returns
+    -------
+    bool or None
+        The drafter's own answer (its ``drafts_trees`` classmethod); None when it does
+        not say.
+    """
+    check = getattr(factory, "drafts_trees", None)
+    if not callable(check):
+        return None
+    return bool(check(options, draft_length=draft_length, max_nodes=max_nodes))
 
 
 def build_drafter(

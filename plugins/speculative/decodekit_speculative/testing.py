@@ -10,6 +10,11 @@ their proposals exactly:
 - :class:`ArgmaxMarkovDrafter` is deterministic: the root's ``branches`` most likely
   tokens, each continued by argmax.
 
+Both follow the protocol's row-independence rules: one kernel seed per row and step,
+counter-based uniforms per (branch, depth), the branch count fixed at construction, so
+the first ``k`` levels of a deeper draft are the draft of depth ``k``
+(``prefix_consistent``).
+
 Register them in a test with :class:`ToyDrafters`::
 
     with registered_plugin(ToyDrafters()):
@@ -21,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import decodekit_kernels as kernels
 import torch
 from pydantic import Field
 
@@ -43,8 +49,13 @@ class MarkovOptions(StrategyParams):
     replacement: bool = Field(True, description="Root children i.i.d. (else without replacement).")
 
 
+#: Counter stride between branches: a node's noise depends on (branch, depth) only.
+_BRANCH_STRIDE = 1 << 16
+
+
 class _MarkovBase(Drafter):
     Options = MarkovOptions
+    prefix_consistent = True
 
     def __init__(
         self,
@@ -63,12 +74,27 @@ class _MarkovBase(Drafter):
         self.warper = warper
         self.calls = 0
         self._q_table: torch.Tensor | None = None
+        # fixed here, not per step: an adaptive draft_length must not change the branching
+        self.branches = self.branch_count(options, draft_length=draft_length,
+                                          max_nodes=max_nodes)
+
+    @staticmethod
+    def branch_count(options: MarkovOptions, *, draft_length: int, max_nodes: int | None) -> int:
+        """Children of the root: ``branches``, within the node budget."""
+        branches = options.branches
+        if max_nodes is not None:
+            branches = max(1, min(branches, max_nodes // max(draft_length, 1)))
+        return branches
+
+    @classmethod
+    def drafts_trees(
+        cls, options: MarkovOptions, *, draft_length: int, max_nodes: int | None
+    ) -> bool:
+        """Trees when the root has more than one child."""
+        return cls.branch_count(options, draft_length=draft_length, max_nodes=max_nodes) > 1
 
     def _branches(self) -> int:
-        branches = self.options.branches
-        if self.max_nodes is not None:
-            branches = max(1, min(branches, self.max_nodes // max(self.draft_length, 1)))
-        return branches
+        return self.branches
 
     def _table(self) -> torch.Tensor:
         """The drafter's warped distribution after every token: float32 ``[V, V]``."""
@@ -90,7 +116,10 @@ class MarkovDrafter(_MarkovBase):
         branches, length = self._branches(), self.draft_length
         rows, vocab = len(view.sequences), self.chain.vocab_size
         nodes = branches * length
-        uniforms = torch.stack([torch.rand(nodes, generator=g) for g in view.generators])
+        seeds = kernels.seeds_from_generators(view.generators).unsqueeze(1)
+        counters = torch.tensor([b * _BRANCH_STRIDE + d for b in range(branches)
+                                 for d in range(length)], dtype=torch.long).unsqueeze(0)
+        uniforms = kernels.uniforms(seeds, counters, torch.zeros_like(counters))
         last = torch.tensor([sequence[-1] for sequence in view.sequences])
         tokens = torch.full((rows, nodes), -1, dtype=torch.long)
         parents = torch.full((rows, nodes), -1, dtype=torch.long)

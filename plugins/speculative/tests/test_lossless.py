@@ -3,8 +3,8 @@
 Target: a random :class:`~decodekit.testing.MarkovModel` over 5 tokens; drafters draw from
 a *different* random chain (``decodekit_speculative.testing``): sampled chains, sampled
 trees (i.i.d. root children, or without replacement) and deterministic argmax chains and
-trees. The empirical distribution of 3-token outputs over 3000 independent rows (seeds
-``seed + i``) is compared with the exact target distribution after the same warpers
+trees. The empirical distribution of 3-token outputs over 3000 independent rows (one
+seed per row, derived from ``seed``) is compared with the exact target distribution after the same warpers
 (``exact_sequence_distribution``) by a chi-square test at alpha = 1e-4; outputs of
 probability zero must never appear. Hypothesis (profile "ci": derandomized, so the test
 always passes or always fails) draws chains, draft lengths and temperature/top-k/top-p.

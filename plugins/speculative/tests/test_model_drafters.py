@@ -18,6 +18,7 @@ from decodekit_speculative.drafters import LayerSkipDrafter, ModelDrafter
 from decodekit_speculative.testing import ToyDrafters
 
 from decodekit import Engine, hookimpl
+from decodekit.components import DecodeView, Drafter, DraftTree, Selection
 from decodekit.config import StrategyParams
 from decodekit.errors import ConfigError
 from decodekit.model import HFModel
@@ -216,17 +217,78 @@ def test_adaptive_length_shrinks_for_a_bad_drafter_and_grows_for_a_good_one(engi
         drafter = request.pipeline.drafter
         assert isinstance(drafter, AdaptiveDraftLength)
         toy.run(request)
-        lengths[name] = drafter.history[-5:]
+        # every row's length at the last five steps: each row adapts on its own
+        lengths[name] = [length for step in drafter.history[-5:] for length in step]
     assert min(lengths["good"]) == 6
     assert max(lengths["bad"]) <= 2
 
 
-def test_truncate_depth_keeps_the_shallow_part_of_a_tree():
-    from decodekit.components import DraftTree
+class ChainOfOnes(Drafter):
+    """Drafts ``draft_length`` copies of token 1 for every row; records the length asked."""
 
+    name = "ones"
+    prefix_consistent = True
+
+    def __init__(self, draft_length):
+        self.draft_length = draft_length
+        self.asked = []
+
+    def draft(self, view):
+        self.asked.append(self.draft_length)
+        return DraftTree.chain(torch.ones((len(view.sequences), self.draft_length),
+                                          dtype=torch.long))
+
+
+def _step(adaptive, rows, step, accepted):
+    """One draft and observe of ``adaptive``; row r accepts ``accepted[r]`` draft tokens."""
+    view = DecodeView(sequences=[[0]] * rows, prompt_lengths=[1] * rows,
+                      generators=[torch.Generator() for _ in range(rows)], model=None,
+                      step=step, row_ids=list(range(rows)))
+    draft = adaptive.draft(view)
+    depth = draft.tokens.ge(0).sum(1).tolist()
+    taken = [min(a, d) for a, d in zip(accepted, depth, strict=True)]
+    selection = Selection(tokens=[[1] * (n + 1) for n in taken],
+                          kept_nodes=[list(range(n)) for n in taken], accepted_draft=taken)
+    adaptive.observe(view, draft, None, selection)
+    return depth
+
+
+def test_adaptive_lengths_are_per_row_and_follow_the_rows():
+    inner = ChainOfOnes(6)
+    adaptive = AdaptiveDraftLength(inner, max_length=6, draft_cost=0.1)
+    for step in range(8):  # row 0 accepts everything, row 1 nothing
+        depths = _step(adaptive, 2, step, [6, 0])
+    assert adaptive.lengths == [6, 1]
+    assert depths == [6, 1]  # each row is cut to its own length
+    assert inner.asked[-1] == 6  # a prefix-consistent drafter drafts the longest length
+    adaptive.select_rows(torch.tensor([1]))  # row 0 finished: row 1 keeps its estimate
+    assert adaptive.lengths == [1]
+    assert _step(adaptive, 1, 8, [0]) == [1] and inner.asked[-1] == 1
+    _step(adaptive, 3, 0, [0, 0, 0])  # a new generation starts from the prior
+    assert adaptive.history[-1] == [6, 6, 6]
+
+
+def test_adaptive_mode_keeps_the_full_length_of_a_drafter_that_is_not_prefix_consistent():
+    inner = ChainOfOnes(6)
+    inner.prefix_consistent = False
+    adaptive = AdaptiveDraftLength(inner, max_length=6, draft_cost=0.1)
+    for step in range(8):
+        depths = _step(adaptive, 2, step, [0, 0])
+    assert depths == [1, 1] and inner.asked[-1] == 6
+
+
+def test_truncate_depth_keeps_the_shallow_part_of_a_tree():
     tree = DraftTree(tokens=torch.tensor([[4, 5, 6, 7]]), parents=torch.tensor([[-1, 0, -1, 2]]),
                      proposals=torch.rand(1, 4, 9))
     cut = truncate_depth(tree, 1)
     assert cut is not None
     assert cut.tokens.tolist() == [[4, 6]] and cut.parents.tolist() == [[-1, -1]]
     assert torch.equal(cut.proposals[0, 1], tree.proposals[0, 2])
+
+
+def test_truncate_depth_per_row():
+    tree = DraftTree.chain(torch.tensor([[4, 5, 6], [7, 8, 9]]))
+    cut = truncate_depth(tree, [1, 3])
+    assert cut is not None
+    assert cut.tokens.tolist() == [[4, -1, -1], [7, 8, 9]]
+    assert cut.parents.tolist() == [[-1, -1, -1], [-1, 0, 1]]
