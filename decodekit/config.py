@@ -118,7 +118,8 @@ class GenerationConfig(BaseModel):
     seed: int | list[int] | None = Field(
         None,
         description=(
-            "Random seed. An int seeds row i with seed + i; a list gives one seed per row; "
+            "Random seed. An int seeds row 0 with seed and row i > 0 with a 63-bit hash of "
+            "(seed, i), so different seeds never share rows; a list gives one seed per row; "
             "None draws a fresh seed."
         ),
     )
@@ -150,15 +151,20 @@ class FileConfig(BaseModel):
 
 
 def format_validation_error(error: ValidationError, prefix: str = "") -> str:
-    """Render a pydantic error as one line per problem: ``field.path: reason (got X)``."""
-    lines = []
+    """Render a pydantic error on one line: ``field.path: reason (got X)``, ``; `` between.
+
+    pydantic's ``"Value error, "`` prefix of validator messages is dropped: the reason
+    reads the same whether a type or a validator refused the value.
+    """
+    problems = []
     for item in error.errors():
         path = ".".join(str(part) for part in item["loc"] if part != "__root__")
         path = f"{prefix}{path}" if path else (prefix.rstrip(".") or "config")
         got = item.get("input")
         shown = "" if isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"{path}: {item['msg']}{shown}")
-    return "\n".join(lines)
+        reason = str(item["msg"]).removeprefix("Value error, ")
+        problems.append(f"{path}: {reason}{shown}")
+    return "; ".join(problems)
 
 
 @cache
@@ -212,7 +218,7 @@ def validate_config(data: Mapping[str, Any] | GenerationConfig) -> GenerationCon
     try:
         return _config_model_for(registry.strategies[name].strategy).model_validate(data)
     except ValidationError as exc:
-        raise ConfigError("Invalid config:\n" + format_validation_error(exc)) from None
+        raise ConfigError("Invalid config: " + format_validation_error(exc)) from None
 
 
 def _parse_file(path: Path) -> Any:
@@ -284,7 +290,7 @@ def load_config_file(path: str | Path) -> FileConfig:
         model = ModelSettings.model_validate(model_data)
     except ValidationError as exc:
         raise ConfigError(
-            f"{path}: invalid config:\n" + format_validation_error(exc, "model.")
+            f"{path}: invalid config: " + format_validation_error(exc, "model.")
         ) from None
     try:
         generation = validate_config(data)

@@ -341,8 +341,9 @@ def sample_sequences(
 ) -> Counter[tuple[int, ...]]:
     """Generate ``n`` outputs of up to ``length`` tokens and count them.
 
-    Rows run in batches of ``batch`` identical prompts with seeds ``seed + i``, so every
-    output is an independent draw. Extra keywords are strategy parameters.
+    Rows run in batches of ``batch`` identical prompts; batch ``b`` is one call with the
+    integer seed ``seed + done`` (``done`` rows before it), which gives each of its rows a
+    seed of its own, so every output is an independent draw. Extra keywords are strategy parameters.
     """
     from decodekit.engine import Engine
 
