@@ -283,6 +283,26 @@ def _print_result(
         )
 
 
+def print_listing(
+    rows: list[dict[str, Any]],
+    *,
+    json_: bool,
+    title: str,
+    columns: tuple[str, ...],
+    cells: Callable[[dict[str, Any]], list[str]],
+) -> None:
+    """Print ``rows`` as indented JSON, or as a table of ``columns`` filled by ``cells``."""
+    if json_:
+        out.print(json.dumps(rows, indent=2), markup=False)
+        return
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*cells(row))
+    out.print(table)
+
+
 @app.command()
 @handle_errors
 def strategies(
@@ -304,18 +324,12 @@ def strategies(
                 "parameters": strategy.params.model_json_schema().get("properties", {}),
             }
         )
-    if json_:
-        out.print(json.dumps(rows, indent=2), markup=False)
-        return
-    table = Table(title="decodekit strategies")
-    for column in ("name", "plugin", "guarantee", "parameters", "summary"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
-            row["name"], row["plugin"], row["guarantee"], ", ".join(row["parameters"]) or "-",
-            row["summary"],
-        )
-    out.print(table)
+    print_listing(
+        rows, json_=json_, title="decodekit strategies",
+        columns=("name", "plugin", "guarantee", "parameters", "summary"),
+        cells=lambda row: [row["name"], row["plugin"], row["guarantee"],
+                           ", ".join(row["parameters"]) or "-", row["summary"]],
+    )
 
 
 @app.command()
@@ -363,16 +377,12 @@ def components(
     from decodekit.plugins import list_components
 
     rows = [asdict(info) for info in list_components(family)]
-    if json_:
-        out.print(json.dumps(rows, indent=2), markup=False)
-        return
-    table = Table(title="decodekit components")
-    for column in ("family", "name", "plugin", "options", "summary"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(row["family"], row["name"], row["plugin"],
-                      ", ".join(row["options"]) or "-", escape(row["summary"]))
-    out.print(table)
+    print_listing(
+        rows, json_=json_, title="decodekit components",
+        columns=("family", "name", "plugin", "options", "summary"),
+        cells=lambda row: [row["family"], row["name"], row["plugin"],
+                           ", ".join(row["options"]) or "-", escape(row["summary"])],
+    )
 
 
 @app.command("config-schema")

@@ -3,7 +3,6 @@
 import json
 import logging
 import sys
-import textwrap
 import warnings
 
 import pytest
@@ -240,14 +239,6 @@ def site(tmp_path, monkeypatch):
         del sys.modules[name]
 
 
-def make_distribution(root, dist, module, body):
-    """A fake installed distribution with a ``decodekit`` entry point."""
-    (root / f"{module}.py").write_text(textwrap.dedent(body))
-    info = root / f"{dist.replace('-', '_')}-1.2.3.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
-    (info / "entry_points.txt").write_text(f"[decodekit]\n{dist} = {module}\n")
-
 
 RAISING_HOOK = """
 from decodekit import hookimpl
@@ -259,7 +250,7 @@ def register_strategies(register):
 
 
 @pytest.fixture
-def broken(fresh_plugins, site):
+def broken(make_distribution, fresh_plugins, site):
     """One plugin that fails to import and one whose hook raises."""
     make_distribution(site, "dk-err-import", "dk_err_import", "raise ImportError('no numpy 9')\n")
     make_distribution(site, "dk-err-hook", "dk_err_hook", RAISING_HOOK)

@@ -2,7 +2,6 @@
 
 import logging
 import sys
-import textwrap
 
 import pytest
 
@@ -21,15 +20,6 @@ def fresh_plugins():
     yield
     plugins.reset()
 
-
-def make_distribution(root, dist, module, body):
-    """A fake installed distribution with a ``decodekit`` entry point."""
-    (root / f"{module}.py").write_text(textwrap.dedent(body))
-    # dist-info folders use the normalized name: importlib.metadata reads it from the stem
-    info = root / f"{dist.replace('-', '_')}-1.2.3.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
-    (info / "entry_points.txt").write_text(f"[decodekit]\n{dist} = {module}\n")
 
 
 GOOD = """
@@ -59,7 +49,7 @@ def test_builtins_register_like_plugins(fresh_plugins):
     assert "penalties" in registry.samplers and "full" in registry.caches
 
 
-def test_entry_point_plugin_loads_and_lists_its_version(fresh_plugins, site):
+def test_entry_point_plugin_loads_and_lists_its_version(make_distribution, fresh_plugins, site):
     make_distribution(site, "dk-test-good", "dk_test_good", GOOD.format(name="good_one"))
     assert "good_one" in decodekit.get_registry().strategies
     info = {p.name: p for p in decodekit.get_plugins()}["dk-test-good"]
@@ -68,7 +58,7 @@ def test_entry_point_plugin_loads_and_lists_its_version(fresh_plugins, site):
     assert info.builtin is False
 
 
-def test_a_plugin_that_fails_to_import_warns_and_others_load(fresh_plugins, site):
+def test_a_plugin_that_fails_to_import_warns_and_others_load(make_distribution, fresh_plugins, site):
     make_distribution(site, "dk-test-broken", "dk_test_broken", "raise ImportError('no numpy 9')\n")
     make_distribution(site, "dk-test-fine", "dk_test_fine", GOOD.format(name="fine_one"))
     with pytest.warns(plugins.PluginLoadWarning, match=r"'dk-test-broken'.*no numpy 9"):
@@ -76,7 +66,7 @@ def test_a_plugin_that_fails_to_import_warns_and_others_load(fresh_plugins, site
     assert "fine_one" in registry.strategies and "greedy" in registry.strategies
 
 
-def test_a_plugin_whose_hook_raises_warns_and_others_load(fresh_plugins, site):
+def test_a_plugin_whose_hook_raises_warns_and_others_load(make_distribution, fresh_plugins, site):
     body = "from decodekit import hookimpl\n@hookimpl\ndef register_strategies(register):\n    raise RuntimeError('boom')\n"
     make_distribution(site, "dk-test-raises", "dk_test_raises", body)
     with pytest.warns(plugins.PluginLoadWarning, match=r"'dk-test-raises'.*boom"):
@@ -84,14 +74,14 @@ def test_a_plugin_whose_hook_raises_warns_and_others_load(fresh_plugins, site):
     assert "greedy" in registry.strategies
 
 
-def test_same_strategy_name_from_two_plugins_names_both(fresh_plugins, site):
+def test_same_strategy_name_from_two_plugins_names_both(make_distribution, fresh_plugins, site):
     make_distribution(site, "dk-test-a", "dk_test_a", GOOD.format(name="twin"))
     make_distribution(site, "dk-test-b", "dk_test_b", GOOD.format(name="twin"))
     with pytest.raises(PluginConflictError, match=r"'twin'.*'dk-test-a'.*'dk-test-b'"):
         decodekit.get_registry()
 
 
-def test_allow_list(fresh_plugins, site, monkeypatch):
+def test_allow_list(make_distribution, fresh_plugins, site, monkeypatch):
     make_distribution(site, "dk-test-a", "dk_test_a", GOOD.format(name="from_a"))
     make_distribution(site, "dk-test-b", "dk_test_b", GOOD.format(name="from_b"))
     monkeypatch.setenv("DECODEKIT_PLUGINS", "dk-test-b")
@@ -100,13 +90,13 @@ def test_allow_list(fresh_plugins, site, monkeypatch):
     assert "greedy" in registry.strategies  # built-ins always load
 
 
-def test_empty_allow_list_loads_no_external_plugin(fresh_plugins, site, monkeypatch):
+def test_empty_allow_list_loads_no_external_plugin(make_distribution, fresh_plugins, site, monkeypatch):
     make_distribution(site, "dk-test-a", "dk_test_a", GOOD.format(name="from_a"))
     monkeypatch.setenv("DECODEKIT_PLUGINS", "")
     assert "from_a" not in decodekit.get_registry().strategies
 
 
-def test_block_list(fresh_plugins, site, monkeypatch):
+def test_block_list(make_distribution, fresh_plugins, site, monkeypatch):
     make_distribution(site, "dk-test-a", "dk_test_a", GOOD.format(name="from_a"))
     monkeypatch.setenv("DECODEKIT_DISABLE_PLUGINS", "dk-test-a,decodekit.builtin.sample")
     registry = decodekit.get_registry()
