@@ -156,9 +156,16 @@ class DecodeView:
         Per current row, the index of the prompt it continues (rows leave the batch when
         they finish; beams of one prompt share the index).
     root_logits : FloatTensor ``[rows, V]`` or None
-        When no row has pending tokens (the last committed token of every row was a
-        kept draft node), the raw logits after it, computed in the previous step; a
-        drafter such as contrastive search's proposes from them. None otherwise.
+        Per row with nothing pending (its last committed token was a kept draft node,
+        so its forward already happened), the raw logits after that token, computed in
+        the previous step; a drafter such as contrastive search's proposes from them.
+        Rows with pending tokens hold no meaningful values (see ``root_valid``). None
+        when no row has kept root logits.
+    root_valid : list of bool or None
+        Per row, whether ``root_logits`` holds the row's logits (the row has nothing
+        pending). Rows with pending tokens get their root from this step's forward, so a
+        drafter that needs root logits drafts only for the valid rows and pads the
+        others (``-1`` nodes).
     budgets : list of int or None
         Per row, how many more tokens it may generate (1: this step commits its last
         token). Beam search uses it to end hypotheses at the token limit.
@@ -172,6 +179,7 @@ class DecodeView:
     row_ids: list[int]
     root_logits: torch.Tensor | None = None
     budgets: list[int] | None = None
+    root_valid: list[bool] | None = None
 
 
 @dataclass

@@ -135,8 +135,9 @@ class DecodeState:
             model=self.model,
             step=self.step,
             row_ids=[row.prompt_index for row in self.rows],
-            root_logits=self.root_logits if not any(self.pending) else None,
+            root_logits=self.root_logits if not all(self.pending) else None,
             budgets=self.budgets,
+            root_valid=[not pending for pending in self.pending],
         )
 
 
@@ -286,13 +287,20 @@ def step_output(state: DecodeState, step: StepBatch, result: ForwardResult) -> S
         if hidden is not None:
             hidden = torch.cat([_root(state.root_hidden, "hidden states"), hidden], dim=1)
     elif not all(state.pending):
-        rows = torch.tensor([not p for p in state.pending])
-        logits[rows, 0] = _root(state.root_logits, "logits")[rows, 0]
+        # out of place: the forward's outputs may be inference tensors
+        kept = torch.tensor([not p for p in state.pending], device=logits.device).view(-1, 1, 1)
+        logits = _with_root(logits, _root(state.root_logits, "logits"), kept)
         if hidden is not None:
-            hidden[rows, 0] = _root(state.root_hidden, "hidden states")[rows, 0]
+            hidden = _with_root(hidden, _root(state.root_hidden, "hidden states"), kept)
     return StepOutput(
         logits=logits, hidden_states=hidden, raw_logits=logits, pending_hidden_states=pending_hidden
     )
+
+
+def _with_root(values: torch.Tensor, root: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """``values [rows, 1 + N, ...]`` with index 0 taken from ``root`` where ``kept``."""
+    first = torch.where(kept, root.to(values.device), values[:, :1])
+    return torch.cat([first, values[:, 1:]], dim=1)
 
 
 def _root(kept: torch.Tensor | None, what: str) -> torch.Tensor:

@@ -92,8 +92,10 @@ def top_k_candidates(logits: torch.Tensor, k: int) -> torch.Tensor:
 class TopKSiblingsDrafter(Drafter):
     """Proposes the ``k`` most likely next tokens as ``k`` siblings of a depth-1 tree.
 
-    Deterministic (one-hot proposals). Drafts only when the loop holds the root logits
-    (no row has pending tokens); otherwise returns None, an ordinary step.
+    Deterministic (one-hot proposals). Drafts for the rows whose root logits the loop
+    holds (``DecodeView.root_valid``: nothing pending) and pads the others, whose pending
+    tokens this step's forward scores; returns None, an ordinary step, when no row has
+    root logits.
 
     Parameters
     ----------
@@ -110,10 +112,13 @@ class TopKSiblingsDrafter(Drafter):
         self.k = k
 
     def draft(self, view: DecodeView) -> DraftTree | None:
-        """``k`` siblings per row from ``view.root_logits``, or None without them."""
+        """``k`` siblings per row with root logits (``-1`` for the others), or None."""
         if view.root_logits is None:
             return None
         tokens = top_k_candidates(view.root_logits, self.k).cpu()
+        if view.root_valid is not None and not all(view.root_valid):
+            valid = torch.tensor(view.root_valid).unsqueeze(1)
+            tokens = torch.where(valid, tokens, torch.full_like(tokens, -1))
         return DraftTree(tokens=tokens, parents=torch.full_like(tokens, -1))
 
 
@@ -190,12 +195,13 @@ class ContrastiveVerifier(Verifier):
     draftless step (the prompt at the first step), then the hidden state of each
     committed candidate.
 
-    In a draftless step the verifier commits nothing for rows with pending tokens (it
-    only records their hidden states; the loop keeps the logits after them for the next
-    step). A row with nothing pending in a draftless step (only possible when a
-    constraint forced tokens for other rows) commits the argmax of its processed root
-    logits. A candidate the processors or a constraint masked (``-inf``) never wins; if
-    all are masked the row commits the argmax of its processed root logits.
+    A row with pending tokens (the prompt, or tokens a constraint forced) has no
+    candidates in its step: the verifier commits nothing for it and only records the
+    pending tokens' hidden states; the loop keeps the logits after them, and the next step
+    drafts the row's candidates from them. Rows with and without pending tokens share a
+    step, each handled its own way. A candidate the processors or a constraint masked
+    (``-inf``) never wins; if all are masked the row commits the argmax of its processed
+    root logits.
 
     Parameters
     ----------
@@ -221,8 +227,11 @@ class ContrastiveVerifier(Verifier):
         rows = len(view.sequences)
         root = output.logits[:, 0]
         if draft is None:
-            return self._absorb(view, output, root)
+            return self._absorb(view, output, list(range(rows)))
         candidates = draft.tokens.to(root.device)  # [rows, k]
+        drafted = (candidates >= 0).any(dim=-1).tolist()  # rows without: pending tokens
+        # rows without candidates have pending tokens: store their hidden states first
+        self._absorb(view, output, [r for r in range(rows) if not drafted[r]])
         candidate_logits = root.gather(1, candidates.clamp(min=0))
         probs = torch.softmax(root.float(), dim=-1).gather(1, candidates.clamp(min=0))
         context, mask = self.context.view()
@@ -241,7 +250,10 @@ class ContrastiveVerifier(Verifier):
         fallback = root.argmax(dim=-1).tolist()
         out_tokens, kept = [], []
         for r in range(rows):
-            if any_allowed[r]:
+            if not drafted[r]:  # its pending tokens were scored and absorbed
+                out_tokens.append([])
+                kept.append([])
+            elif any_allowed[r]:
                 out_tokens.append([tokens[r]])
                 kept.append([int(best[r])])
             else:  # every candidate masked: the processed argmax, as a new pending token
@@ -250,25 +262,33 @@ class ContrastiveVerifier(Verifier):
         return Selection(tokens=out_tokens, kept_nodes=kept,
                          accepted_draft=[len(k) for k in kept], scores=None)
 
-    def _absorb(self, view: DecodeView, output: StepOutput, root: torch.Tensor) -> Selection:
+    def _absorb(self, view: DecodeView, output: StepOutput, rows: list[int]) -> Selection:
+        """Store the hidden states of ``rows``' pending tokens; commit nothing for any row.
+
+        Every row of a step without candidates has pending tokens (the loop drafts for a
+        row as soon as it has root logits), and so has every row without candidates in a
+        step with them.
+        """
+        batch = len(view.sequences)
+        empty = Selection(tokens=[[] for _ in range(batch)],
+                          kept_nodes=[[] for _ in range(batch)], accepted_draft=[0] * batch)
+        if not rows:
+            return empty
         pending_hidden = output.pending_hidden_states
         assert pending_hidden is not None and output.hidden_states is not None
-        rows, width = len(view.sequences), pending_hidden.shape[1]
-        stored = self.context.lengths.tolist() if self.context.hidden is not None else [0] * rows
-        tokens: list[list[int]] = []
-        absorb_rows, vectors = [], []
-        for r in range(rows):
+        width = pending_hidden.shape[1]
+        stored = self.context.lengths.tolist() if self.context.hidden is not None else [0] * batch
+        vectors = []
+        for r in rows:
             count = len(view.sequences[r]) - stored[r]  # tokens whose hidden states we lack
-            if count > 0:
-                absorb_rows.append(r)
-                vectors.append(pending_hidden[r, width - count :])
-                tokens.append([])
-            else:
-                tokens.append([int(root[r].argmax())])
-        self.context.append(absorb_rows, vectors, pending_hidden.shape[2],
-                            pending_hidden.device, rows)
-        return Selection(tokens=tokens, kept_nodes=[[] for _ in range(rows)],
-                         accepted_draft=[0] * rows)
+            if count <= 0:
+                raise RuntimeError(
+                    f"contrastive: row {r} has no candidates but no pending tokens either"
+                )
+            vectors.append(pending_hidden[r, width - count :])
+        self.context.append(rows, vectors, pending_hidden.shape[2], pending_hidden.device,
+                            batch)
+        return empty
 
     def select_rows(self, rows: torch.Tensor) -> None:
         """Keep each remaining row's context."""
