@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, overload
 
 import torch
+from decodekit_kernels import derive_seed
 
 from decodekit.components import CompiledConstraint
 from decodekit.config import GenerationConfig, merge_params, validate_config
@@ -328,20 +329,10 @@ def _seeds(seed: int | list[int] | None, rows: int) -> list[int]:
     never share rows in practice (``seed + i`` gave ``seed=0``'s row 1 the seed of
     ``seed=1``'s row 0). A list gives every row its own seed; None draws a random base.
     """
-    mask = (1 << 64) - 1
-
-    def splitmix64(value: int) -> int:  # a bijection of 64-bit integers, all bits mixed
-        z = (value + 0x9E3779B97F4A7C15) & mask
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
-        return z ^ (z >> 31)
-
     if seed is None:
         seed = int.from_bytes(os.urandom(8), "little") >> 1
     if isinstance(seed, int):
-        base = seed
-        return [base if i == 0 else splitmix64(splitmix64(base & mask) ^ i) >> 1
-                for i in range(rows)]
+        return [seed if i == 0 else derive_seed(seed, i) for i in range(rows)]
     if len(seed) != rows:
         raise ConfigError(f"seed: a list of seeds needs one per prompt ({rows}), got {len(seed)}")
     return list(seed)

@@ -11,7 +11,7 @@ Set ``TRITON_INTERPRET=1`` before Triton is imported to run the Triton kernels o
 
 from __future__ import annotations
 
-from decodekit_kernels._noise import gumbel, seeds_from_generators, uniforms
+from decodekit_kernels._noise import derive_seed, gumbel, seeds_from_generators, uniforms
 from decodekit_kernels._triton import triton_available, triton_interpret
 from decodekit_kernels.apply_token_bitmask import apply_token_bitmask, unpack_bitmask
 from decodekit_kernels.degeneration_penalty import degeneration_penalty
@@ -23,6 +23,7 @@ from decodekit_kernels.verify_tree import verify_tree
 __all__ = [
     "apply_token_bitmask",
     "degeneration_penalty",
+    "derive_seed",
     "gumbel",
     "penalties",
     "probs_after_sampling_params",

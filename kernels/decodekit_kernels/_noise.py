@@ -28,6 +28,7 @@ __all__ = [
     "MIX_SEED_HI",
     "MIX_TOKEN",
     "U_MAX",
+    "derive_seed",
     "gumbel",
     "gumbel_rows",
     "seeds_from_generators",
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 MASK32 = 0xFFFFFFFF
+MASK64 = (1 << 64) - 1
 MIX_SEED_HI = 0x9E3779B9
 MIX_COUNTER = 0x85EBCA6B
 MIX_TOKEN = 0xC2B2AE35
@@ -133,6 +135,23 @@ def gumbel_rows(seeds: torch.Tensor, counter: torch.Tensor | int, vocab: int) ->
     """
     head = _head(seeds, counter).reshape(-1, 1)
     return _finish(head, _token_mix(vocab, seeds.device)).log_().neg_().log_().neg_()
+
+
+def derive_seed(seed: int, salt: int) -> int:
+    """A non-negative 63-bit seed derived from ``seed`` and ``salt`` (two SplitMix64 rounds).
+
+    SplitMix64's finalizer is a bijection of 64-bit integers that mixes every bit, so
+    distinct ``(seed, salt)`` pairs give unrelated seeds: a batch's row seeds, or two
+    unrelated draws from one row seed, never share counter-based noise in practice.
+    """
+
+    def splitmix64(value: int) -> int:
+        z = (value + 0x9E3779B97F4A7C15) & MASK64
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+        return z ^ (z >> 31)
+
+    return splitmix64(splitmix64(seed & MASK64) ^ salt) >> 1
 
 
 def seeds_from_generators(generators: list[torch.Generator]) -> torch.Tensor:

@@ -68,3 +68,13 @@ def test_a_masked_token_with_extreme_noise_is_never_drawn(backend, settings):
     seeds = torch.tensor([seed for seed, _ in pairs])
     drawn = kernels.sample(logits, seeds, backend=backend, **settings)
     assert set(drawn.tolist()) <= set(allowed.tolist())
+
+
+def test_derived_seeds_are_distinct_non_negative_63_bit_and_deterministic():
+    from decodekit_kernels import derive_seed
+
+    grid = [(seed, salt) for seed in (0, 1, 2, 2**62, -5) for salt in range(200)]
+    derived = [derive_seed(seed, salt) for seed, salt in grid]
+    assert all(0 <= d < 2**63 for d in derived)
+    assert len(set(derived)) == len(grid)
+    assert derived == [derive_seed(seed, salt) for seed, salt in grid]

@@ -43,24 +43,13 @@ __all__ = [
     "draw_node_uniforms",
 ]
 
-_MASK64 = (1 << 64) - 1
-
-
-def _splitmix64(value: int) -> int:
-    """SplitMix64's finalizer: a bijection of 64-bit integers that mixes every bit."""
-    z = (value + 0x9E3779B97F4A7C15) & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return z ^ (z >> 31)
-
-
 def derive_seeds(seeds: torch.Tensor, salt: int) -> torch.Tensor:
     """Independent-looking int64 seeds ``[rows]`` derived from ``seeds`` and a ``salt``.
 
     Used where one row seed must feed two unrelated draws (acceptance uniforms and the
     final Gumbel draw), which must not share counter-based noise.
     """
-    out = [_splitmix64(_splitmix64(int(s) & _MASK64) ^ salt) >> 1 for s in seeds.tolist()]
+    out = [kernels.derive_seed(int(s), salt) for s in seeds.tolist()]
     return torch.tensor(out, dtype=torch.long)
 
 
