@@ -225,7 +225,7 @@ def section_speed(engine: Engine, entries: list[dict[str, Any]], count: int, tok
                     request = engine.request(
                         maskbench.prompt_for(entry["schema"]), strategy=name,
                         max_new_tokens=tokens, constraint=spec if mode == "json" else None, **kw)
-                    from decodekit.engine import execute
+                    from decodekit.execute import execute
 
                     began = time.perf_counter()
                     result = execute(request)

@@ -31,8 +31,7 @@ from pathlib import Path
 
 import torch
 
-from decodekit import Engine
-from decodekit.plugins import get_registry
+from decodekit import Engine, get_registry
 
 TASKS = {
     "input-grounded (edit code)": (

@@ -16,49 +16,50 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-import pluggy
-
-#: Marker for hook implementations: ``@decodekit.hookimpl``.
-hookimpl = pluggy.HookimplMarker("decodekit")
+from decodekit.hookspecs import hookimpl
 
 _LAZY: dict[str, str] = {
     # engine and results
     "Engine": "decodekit.engine",
     "generate": "decodekit.engine",
-    "Completion": "decodekit.engine",
-    "GenerationRequest": "decodekit.engine",
-    "GenerationResult": "decodekit.engine",
-    "GenerationStats": "decodekit.engine",
-    "Stream": "decodekit.engine",
-    "StreamChunk": "decodekit.engine",
+    "Completion": "decodekit.generation",
+    "GenerationRequest": "decodekit.generation",
+    "GenerationResult": "decodekit.generation",
+    "GenerationStats": "decodekit.generation",
+    "Stream": "decodekit.execute",
+    "StreamChunk": "decodekit.generation",
     # strategies and components
     "Strategy": "decodekit.strategy",
     "Pipeline": "decodekit.strategy",
     "Guarantee": "decodekit.strategy",
     "BuildContext": "decodekit.strategy",
-    "Drafter": "decodekit.components",
-    "Verifier": "decodekit.components",
-    "LogitsProcessor": "decodekit.components",
-    "CachePolicy": "decodekit.components",
-    "ConstraintFactory": "decodekit.components",
-    "CompiledConstraint": "decodekit.components",
-    "DraftTree": "decodekit.components",
-    "DecodeView": "decodekit.components",
-    "Selection": "decodekit.components",
-    "StepOutput": "decodekit.components",
+    "Drafter": "decodekit.contracts",
+    "Verifier": "decodekit.contracts",
+    "LogitsProcessor": "decodekit.contracts",
+    "CachePolicy": "decodekit.contracts",
+    "ConstraintFactory": "decodekit.contracts",
+    "CompiledConstraint": "decodekit.contracts",
+    "DraftTree": "decodekit.contracts",
+    "DecodeView": "decodekit.contracts",
+    "Selection": "decodekit.contracts",
+    "StepOutput": "decodekit.contracts",
+    "RowResult": "decodekit.contracts",
+    "StepBatch": "decodekit.contracts",
+    "ForwardResult": "decodekit.contracts",
+    "KVCache": "decodekit.contracts",
     "Warper": "decodekit.sampling",
     # config
     "GenerationConfig": "decodekit.config",
     "StrategyParams": "decodekit.config",
     "SamplingParams": "decodekit.config",
-    "validate_config": "decodekit.config",
-    "load_config_file": "decodekit.config",
+    "validate_config": "decodekit.settings",
+    "load_config_file": "decodekit.settings",
     # plugins
     "get_registry": "decodekit.plugins",
     "get_plugins": "decodekit.plugins",
     "load_plugins": "decodekit.plugins",
     # models
-    "LanguageModel": "decodekit.model",
+    "LanguageModel": "decodekit.contracts",
     "HFModel": "decodekit.model",
     "load_model": "decodekit.model",
     # errors
@@ -85,12 +86,14 @@ __all__ = [
     "DraftTree",
     "Drafter",
     "Engine",
+    "ForwardResult",
     "GenerationConfig",
     "GenerationRequest",
     "GenerationResult",
     "GenerationStats",
     "Guarantee",
     "HFModel",
+    "KVCache",
     "LanguageModel",
     "LogitsProcessor",
     "ModelLoadError",
@@ -98,8 +101,10 @@ __all__ = [
     "PluginConflictError",
     "PluginContractError",
     "PromptError",
+    "RowResult",
     "SamplingParams",
     "Selection",
+    "StepBatch",
     "StepOutput",
     "Strategy",
     "StrategyParams",
@@ -141,35 +146,29 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from decodekit.components import (
+    from decodekit.config import (
+        GenerationConfig,
+        SamplingParams,
+        StrategyParams,
+    )
+    from decodekit.contracts import (
         CachePolicy,
         CompiledConstraint,
         ConstraintFactory,
         DecodeView,
         Drafter,
         DraftTree,
+        ForwardResult,
+        KVCache,
+        LanguageModel,
         LogitsProcessor,
+        RowResult,
         Selection,
+        StepBatch,
         StepOutput,
         Verifier,
     )
-    from decodekit.config import (
-        GenerationConfig,
-        SamplingParams,
-        StrategyParams,
-        load_config_file,
-        validate_config,
-    )
-    from decodekit.engine import (
-        Completion,
-        Engine,
-        GenerationRequest,
-        GenerationResult,
-        GenerationStats,
-        Stream,
-        StreamChunk,
-        generate,
-    )
+    from decodekit.engine import Engine, generate
     from decodekit.errors import (
         ConfigError,
         ConstraintError,
@@ -180,7 +179,16 @@ if TYPE_CHECKING:
         PromptError,
         UnknownComponentError,
     )
-    from decodekit.model import HFModel, LanguageModel, load_model
+    from decodekit.execute import Stream
+    from decodekit.generation import (
+        Completion,
+        GenerationRequest,
+        GenerationResult,
+        GenerationStats,
+        StreamChunk,
+    )
+    from decodekit.model import HFModel, load_model
     from decodekit.plugins import get_plugins, get_registry, load_plugins
     from decodekit.sampling import Warper
+    from decodekit.settings import load_config_file, validate_config
     from decodekit.strategy import BuildContext, Guarantee, Pipeline, Strategy

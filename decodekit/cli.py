@@ -28,7 +28,7 @@ from decodekit.textio import STDIN, read_text_file, require_utf8
 if TYPE_CHECKING:
     from decodekit.bench import StrategySpec
     from decodekit.config import ModelSettings
-    from decodekit.engine import GenerationResult
+    from decodekit.generation import GenerationResult
 
 app = typer.Typer(
     name="decodekit",
@@ -204,7 +204,8 @@ def run(
     file's, the file's parameters that strategy also takes carry over; any other is an
     error.
     """
-    from decodekit.engine import Engine, merge_config
+    from decodekit.engine import Engine
+    from decodekit.settings import merge_config
 
     prompts = _read_prompts(prompt, prompts_file)
     base, model_settings = _load_config(config)
@@ -223,7 +224,8 @@ def run(
 
 def _load_config(config: Path | None) -> tuple[dict[str, Any] | None, ModelSettings]:
     """The generation fields a config file gives, and its ``[model]`` table."""
-    from decodekit.config import ModelSettings, load_config_file
+    from decodekit.config import ModelSettings
+    from decodekit.settings import load_config_file
 
     if config is None:
         return None, ModelSettings()
@@ -391,7 +393,7 @@ def config_schema(
     strategy: Annotated[str | None, typer.Argument(help="Only this strategy.")] = None,
 ) -> None:
     """Print the JSON Schema of config files: a generation config and an optional model table."""
-    from decodekit.config import generation_config_schema
+    from decodekit.settings import generation_config_schema
 
     schema = generation_config_schema(strategy, file=True)
     out.print(json.dumps(schema, indent=2), markup=False)
@@ -493,7 +495,7 @@ _BENCH_OWNED = ("strategy", "max_new_tokens", "seed", "raw")
 
 def _check_spec(spec: StrategySpec, *, max_new_tokens: int, seed: int) -> None:
     """Validate one ``--strategy`` of ``bench`` as ``run_bench`` will pass it."""
-    from decodekit.engine import merge_config
+    from decodekit.settings import merge_config
 
     owned = [key for key in spec.params if key in _BENCH_OWNED]
     if owned:

@@ -3,10 +3,11 @@
 A generation config names a strategy, carries that strategy's parameters and the
 settings every strategy shares (token limit, stop strings, seed, constraint). It
 validates in one step against a pydantic model built for the chosen strategy, so an
-error names the exact field path::
+error names the exact field path (:func:`decodekit.validate_config` passes the installed
+strategies to :func:`validate_config`)::
 
-    >>> from decodekit.config import validate_config
-    >>> validate_config({"strategy": "sample", "params": {"temperature": 0.7}}).params
+    >>> import decodekit
+    >>> decodekit.validate_config({"strategy": "sample", "params": {"temperature": 0.7}}).params
     SampleParams(temperature=0.7, top_k=0, top_p=1.0, ...)
 
 Configs load from TOML, YAML or JSON files with :func:`load_config_file`.
@@ -20,15 +21,12 @@ import tomllib
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Protocol, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from decodekit.errors import ConfigError, UnknownComponentError
 from decodekit.textio import read_text_file
-
-if TYPE_CHECKING:
-    from decodekit.strategy import Strategy
 
 __all__ = [
     "ConstraintSpec",
@@ -37,6 +35,7 @@ __all__ = [
     "ModelSettings",
     "SamplingParams",
     "StrategyParams",
+    "StrategySpec",
     "format_validation_error",
     "generation_config_schema",
     "load_config_file",
@@ -167,8 +166,32 @@ def format_validation_error(error: ValidationError, prefix: str = "") -> str:
     return "; ".join(problems)
 
 
+class StrategySpec(Protocol):
+    """What config validation needs of a strategy (a :class:`~decodekit.Strategy` has it).
+
+    Config validation receives the installed strategies from its caller instead of
+    asking the plugin manager, so this module depends on nothing above it.
+    """
+
+    @property
+    def name(self) -> str:
+        """The name users select it by."""
+
+    @property
+    def summary(self) -> str:
+        """One line, used as the ``strategy`` field's description."""
+
+    @property
+    def params(self) -> type[StrategyParams]:
+        """Its parameter model."""
+
+
+#: The installed strategies by name, as config validation receives them.
+Strategies = Mapping[str, StrategySpec]
+
+
 @cache
-def _config_model_for(strategy: Strategy) -> type[GenerationConfig]:
+def _config_model_for(strategy: StrategySpec) -> type[GenerationConfig]:
     """The GenerationConfig model specialised to one strategy's name and parameters."""
     model: type[GenerationConfig] = create_model(  # type: ignore[call-overload]
         f"GenerationConfig_{strategy.name}",
@@ -179,13 +202,18 @@ def _config_model_for(strategy: Strategy) -> type[GenerationConfig]:
     return model
 
 
-def validate_config(data: Mapping[str, Any] | GenerationConfig) -> GenerationConfig:
+def validate_config(
+    data: Mapping[str, Any] | GenerationConfig, strategies: Strategies
+) -> GenerationConfig:
     """Validate a whole generation config in one step.
 
     Parameters
     ----------
     data : mapping or GenerationConfig
         ``{"strategy": ..., "params": {...}, "max_new_tokens": ..., ...}``.
+    strategies : mapping of str to Strategy
+        The installed strategies by name (``decodekit.validate_config`` passes the
+        plugin manager's).
 
     Returns
     -------
@@ -199,8 +227,6 @@ def validate_config(data: Mapping[str, Any] | GenerationConfig) -> GenerationCon
     ConfigError
         A value is invalid (the message names the field path and the reason).
     """
-    from decodekit.plugins import get_registry
-
     if isinstance(data, GenerationConfig):
         data = data.model_dump()
     if not isinstance(data, Mapping):
@@ -209,14 +235,13 @@ def validate_config(data: Mapping[str, Any] | GenerationConfig) -> GenerationCon
     name = data.get("strategy", "greedy")
     if not isinstance(name, str):
         raise ConfigError(f"strategy: expected a strategy name, got {name!r}")
-    registry = get_registry()
-    if name not in registry.strategies:
-        raise UnknownComponentError("strategy", name, list(registry.strategies))
+    if name not in strategies:
+        raise UnknownComponentError("strategy", name, list(strategies))
     if isinstance(data.get("params"), BaseModel):
         data["params"] = data["params"].model_dump()
     data["strategy"] = name
     try:
-        return _config_model_for(registry.strategies[name].strategy).model_validate(data)
+        return _config_model_for(strategies[name]).model_validate(data)
     except ValidationError as exc:
         raise ConfigError("Invalid config: " + format_validation_error(exc)) from None
 
@@ -256,7 +281,7 @@ def _parse_file(path: Path) -> Any:
     raise ConfigError(f"{path}: unsupported config format {suffix!r}; use .toml, .yaml or .json")
 
 
-def load_config_file(path: str | Path) -> FileConfig:
+def load_config_file(path: str | Path, strategies: Strategies) -> FileConfig:
     """Load and validate a config file (TOML, YAML or JSON).
 
     The file holds the generation config at its top level, plus an optional ``model``
@@ -272,6 +297,9 @@ def load_config_file(path: str | Path) -> FileConfig:
 
         [model]
         dtype = "bfloat16"
+
+    ``strategies`` are the installed strategies by name (:func:`decodekit.load_config_file`
+    passes the plugin manager's).
 
     Raises
     ------
@@ -293,7 +321,7 @@ def load_config_file(path: str | Path) -> FileConfig:
             f"{path}: invalid config: " + format_validation_error(exc, "model.")
         ) from None
     try:
-        generation = validate_config(data)
+        generation = validate_config(data, strategies)
     except UnknownComponentError:
         raise
     except ConfigError as exc:
@@ -301,7 +329,9 @@ def load_config_file(path: str | Path) -> FileConfig:
     return FileConfig(generation=generation, model=model)
 
 
-def generation_config_schema(strategy: str | None = None, *, file: bool = False) -> dict[str, Any]:
+def generation_config_schema(
+    strategies: Strategies, strategy: str | None = None, *, file: bool = False
+) -> dict[str, Any]:
     """JSON Schema of the generation config, for one strategy or for all installed ones.
 
     Without a strategy the schema is a ``oneOf`` over the installed strategies,
@@ -309,23 +339,22 @@ def generation_config_schema(strategy: str | None = None, *, file: bool = False)
 
     Parameters
     ----------
+    strategies : mapping of str to Strategy
+        The installed strategies by name.
     strategy : str, optional
         Only this strategy.
     file : bool
         Describe a whole config file: the generation config plus the optional ``model``
         table (:class:`ModelSettings`) that :func:`load_config_file` accepts.
     """
-    from decodekit.plugins import get_registry
-
-    registry = get_registry()
     model_for = _file_model_for if file else _config_model_for
     if strategy is not None:
-        if strategy not in registry.strategies:
-            raise UnknownComponentError("strategy", strategy, list(registry.strategies))
-        return model_for(registry.strategies[strategy].strategy).model_json_schema()
+        if strategy not in strategies:
+            raise UnknownComponentError("strategy", strategy, list(strategies))
+        return model_for(strategies[strategy]).model_json_schema()
     from pydantic import TypeAdapter
 
-    models = tuple(model_for(entry.strategy) for entry in registry.strategies.values())
+    models = tuple(model_for(spec) for spec in strategies.values())
     union = Annotated[Union[models], Field(discriminator="strategy")]  # type: ignore[valid-type]  # noqa: UP007
     schema: dict[str, Any] = TypeAdapter(union).json_schema()
     schema["title"] = "ConfigFile" if file else "GenerationConfig"
@@ -333,7 +362,7 @@ def generation_config_schema(strategy: str | None = None, *, file: bool = False)
 
 
 @cache
-def _file_model_for(strategy: Strategy) -> type[BaseModel]:
+def _file_model_for(strategy: StrategySpec) -> type[BaseModel]:
     """A config file's model for one strategy: its generation config plus ``model``."""
     model: type[BaseModel] = create_model(  # type: ignore[call-overload]
         f"ConfigFile_{strategy.name}",

@@ -22,55 +22,9 @@ from typing import Any
 
 import torch
 
-from decodekit.components import DecodeView, DraftTree, LogitsProcessor
+from decodekit.transformers_processor import TransformersProcessor, as_processor
 
 __all__ = ["TransformersProcessor", "as_processor", "custom_generate"]
-
-
-class TransformersProcessor(LogitsProcessor):
-    """A transformers ``LogitsProcessor`` (or a list of them) as a decodekit processor.
-
-    Parameters
-    ----------
-    processor : callable
-        Called as ``processor(input_ids LongTensor[1, T], scores FloatTensor[1, V])`` and
-        returning new scores, like every transformers ``LogitsProcessor`` and
-        ``LogitsProcessorList``.
-
-    Notes
-    -----
-    transformers processors see one history per call, so each (row, node) is processed
-    separately: exact for any processor, at the cost of one call per node.
-    """
-
-    name = "transformers"
-
-    def __init__(self, processor: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
-        if not callable(processor):
-            raise TypeError(f"expected a transformers LogitsProcessor, got {processor!r}")
-        self.processor = processor
-
-    def __call__(
-        self, logits: torch.Tensor, view: DecodeView, draft: DraftTree | None
-    ) -> torch.Tensor:
-        """Process ``logits [rows, 1 + N, V]`` node by node with each node's history."""
-        from decodekit.builtin.processors import node_histories
-
-        rows, nodes, vocab = logits.shape
-        histories, _ = node_histories(view, draft)
-        flat = logits.reshape(rows * nodes, vocab)
-        out = torch.empty_like(flat)
-        for index, history in enumerate(histories):
-            ids = torch.tensor([history], dtype=torch.long, device=logits.device)
-            out[index] = self.processor(ids, flat[index : index + 1].clone())[0]
-        return out.view(rows, nodes, vocab)
-
-
-def as_processor(obj: Any) -> LogitsProcessor:
-    """A decodekit processor for ``obj``: itself if it is one, else a transformers wrapper."""
-    if isinstance(obj, LogitsProcessor):
-        return obj
-    return TransformersProcessor(obj)
 
 
 def _prompts(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> list[list[int]]:

@@ -26,11 +26,16 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:  # typing only: importing this module never imports torch
-    from decodekit.components import ComponentFactory
-    from decodekit.engine import GenerationRequest, GenerationResult
+    from decodekit.contracts import ComponentFactory
+    from decodekit.generation import GenerationRequest, GenerationResult
     from decodekit.strategy import Strategy
 
+__all__ = ["hookimpl", "hookspec"]
+
+#: Marker for hook specifications (this module's functions).
 hookspec = pluggy.HookspecMarker("decodekit")
+#: Marker for hook implementations, also exported as :data:`decodekit.hookimpl`.
+hookimpl = pluggy.HookimplMarker("decodekit")
 
 
 @hookspec

@@ -20,11 +20,21 @@ from dataclasses import dataclass, field
 
 import torch
 
-from decodekit.components import CompiledConstraint, DecodeView, DraftTree, Selection, StepOutput
+from decodekit.contracts import (
+    CompiledConstraint,
+    DecodeView,
+    DraftTree,
+    ForwardResult,
+    KVCache,
+    LanguageModel,
+    RowResult,
+    Selection,
+    StepBatch,
+    StepOutput,
+)
 from decodekit.errors import PluginContractError
-from decodekit.model import ForwardResult, KVCache, LanguageModel
 from decodekit.strategy import Pipeline
-from decodekit.tree import StepBatch, build_step
+from decodekit.tree import build_step
 
 __all__ = [
     "DecodeState",
@@ -36,41 +46,6 @@ __all__ = [
     "run",
     "start",
 ]
-
-
-@dataclass
-class RowResult:
-    """One row's output so far.
-
-    Attributes
-    ----------
-    prompt_index : int
-        Which prompt of the call the row continues.
-    prompt_ids : list of int
-    token_ids : list of int
-        Generated tokens (EOS included when it ended the row).
-    finish_reason : str or None
-        ``"stop"`` (EOS, a stop string, a completed constraint, or the verifier's
-        decision) or ``"length"`` (token limit or context); None while running.
-    stop_index : int or None
-        Character offset where a stop string begins in the decoded text.
-    forward_passes : int
-        Forwards this row took part in.
-    drafted_tokens, accepted_draft_tokens : int
-        Draft nodes proposed for this row, and how many were accepted.
-    score : float or None
-        A score the verifier reported (beam strategies).
-    """
-
-    prompt_index: int
-    prompt_ids: list[int]
-    token_ids: list[int] = field(default_factory=list)
-    finish_reason: str | None = None
-    stop_index: int | None = None
-    forward_passes: int = 0
-    drafted_tokens: int = 0
-    accepted_draft_tokens: int = 0
-    score: float | None = None
 
 
 @dataclass
@@ -182,7 +157,7 @@ def run(
         appended = commit(state, step, selection, draft, output, pipeline, constraint)  # 6.
         if pipeline.drafter is not None:
             pipeline.drafter.observe(view, draft, output, selection)
-        if pipeline.cache_policy is not None:
+        if pipeline.cache_policy is not None and not pipeline.cache_policy.exact:
             evict(state, pipeline)
         event = stop_rows(state, appended, selection, constraint, stop_checker)  # 7. stop
         drop_finished(state, pipeline, constraint)
@@ -317,8 +292,10 @@ def apply_constraint(
 
     rows, nodes, vocab = logits.shape
     words = (vocab + 31) // 32
+    # matchers write host memory; the mask moves to the logits' device once per step
     bitmask = torch.full((rows, nodes, words), -1, dtype=torch.int32)
     constraint.fill_bitmask(bitmask, draft)
+    bitmask = bitmask.to(logits.device)
     flat = logits.view(rows * nodes, vocab)
     # only the root must allow a token; draft nodes off the grammar are simply rejected
     kernels.apply_token_bitmask(flat, bitmask.view(rows * nodes, words), check_nonempty=False)
@@ -455,8 +432,8 @@ def keep_root_for_next_step(state: DecodeState, selection: Selection, output: St
                                                  strict=True)):
         state.root_logits = state.root_hidden = None
         return
-    rows = torch.arange(len(index))
-    at = torch.tensor(index)
+    rows = torch.arange(len(index), device=output.raw_logits.device)
+    at = torch.tensor(index, device=output.raw_logits.device)
     state.root_logits = output.raw_logits[rows, at]
     if output.hidden_states is not None:
         state.root_hidden = output.hidden_states[rows, at]
@@ -534,7 +511,12 @@ def reorder_rows(
     constraint: CompiledConstraint | None,
     rows: torch.Tensor,
 ) -> None:
-    """Keep, fork or reorder rows everywhere: new row ``r`` is old row ``rows[r]``."""
+    """Keep, fork or reorder rows everywhere: new row ``r`` is old row ``rows[r]``.
+
+    ``rows`` may come from a verifier on any device; the cache and every component get
+    it on the model's device.
+    """
+    rows = rows.to(state.model.device)
     index = rows.tolist()
     if index == list(range(len(state.rows))):
         return

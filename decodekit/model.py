@@ -14,16 +14,14 @@ and the cache is compacted when holes take up much of it.
 from __future__ import annotations
 
 import json
-import time
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
+from decodekit.contracts import ForwardResult, KVCache, LanguageModel, StepBatch
 from decodekit.errors import ModelLoadError, PromptError
-from decodekit.tree import StepBatch, step_attention_mask
+from decodekit.tree import step_attention_mask
 
 __all__ = [
     "ATTENTION_IMPLEMENTATIONS",
@@ -43,88 +41,6 @@ DTypeName = Literal["float32", "bfloat16"]
 #: Others (flash attention, flex attention, paged kernels) ignore or reject a 4D mask,
 #: which would silently unmask padding, cache holes and tree nodes.
 ATTENTION_IMPLEMENTATIONS: tuple[str, ...] = ("sdpa", "eager")
-
-
-@dataclass
-class ForwardResult:
-    """What a model computed for one step.
-
-    Attributes
-    ----------
-    logits : FloatTensor ``[rows, StepBatch.logits_count, V]``
-        float32 logits at the last pending slot (if any) and every draft node.
-    hidden_states : FloatTensor ``[rows, P + N, H]`` or None
-        Last-layer hidden states of every slot of the step, when asked for.
-    """
-
-    logits: torch.Tensor
-    hidden_states: torch.Tensor | None
-
-
-class KVCache(ABC):
-    """Per-row cache state with the operations strategies need."""
-
-    @property
-    @abstractmethod
-    def next_positions(self) -> torch.Tensor:
-        """LongTensor ``[rows]``: committed tokens in the cache per row (next position)."""
-
-    @abstractmethod
-    def commit(self, keep: torch.Tensor) -> None:
-        """Keep the last step's slots where ``keep`` (``BoolTensor[rows, P + N]``) is True.
-
-        Keeping the pending tokens plus one path of a tree is how a step commits its
-        accepted draft nodes; the other nodes become holes.
-        """
-
-    @abstractmethod
-    def rollback(self, counts: torch.Tensor) -> None:
-        """Drop the last ``counts[r]`` committed tokens of every row ``r``."""
-
-    @abstractmethod
-    def select_rows(self, rows: torch.Tensor) -> None:
-        """Reorder, fork or drop rows: new row ``r`` is old row ``rows[r]``."""
-
-
-class LanguageModel(ABC):
-    """A causal language model the decode loop can drive.
-
-    Attributes
-    ----------
-    vocab_size : int
-        ``V``, the width of the logits.
-    context_length : int
-        Most tokens (prompt plus output) the model can attend to.
-    eos_token_ids : frozenset of int
-        Tokens that end a row.
-    tokenizer : Any or None
-        A Hugging Face tokenizer, or None for models that work on token ids only.
-    device : torch.device
-    """
-
-    vocab_size: int
-    context_length: int
-    eos_token_ids: frozenset[int]
-    tokenizer: Any = None
-    device: torch.device = torch.device("cpu")
-
-    @abstractmethod
-    def new_cache(self, rows: int) -> KVCache:
-        """An empty cache for ``rows`` rows."""
-
-    @abstractmethod
-    def forward(
-        self, step: StepBatch, cache: KVCache, *, hidden_states: bool = False
-    ) -> ForwardResult:
-        """Score one step; appends the step's slots to ``cache`` (then call ``commit``)."""
-
-    def encode(self, prompt: str, *, raw: bool = False) -> list[int]:
-        """Token ids of a prompt; the chat template applies unless ``raw``."""
-        raise NotImplementedError(f"{type(self).__name__} has no tokenizer")
-
-    def decode(self, token_ids: list[int]) -> str:
-        """Text of generated token ids, special tokens skipped."""
-        raise NotImplementedError(f"{type(self).__name__} has no tokenizer")
 
 
 class SlotCache(KVCache):
@@ -411,9 +327,3 @@ def load_model(
     name = str(config.get("_name_or_path") or path.name)
     return HFModel(model, tokenizer, name=name)
 
-
-def timed_load(path: str | Path | None = None, **kwargs: Any) -> tuple[HFModel, float]:
-    """Load a model and return it with the seconds the load took."""
-    start = time.perf_counter()
-    model = load_model(path, **kwargs)
-    return model, time.perf_counter() - start

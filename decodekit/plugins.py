@@ -29,14 +29,14 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pluggy
 
 from decodekit import hookspecs
 from decodekit.errors import ConfigError, PluginConflictError, UnknownComponentError
-from decodekit.strategy import Strategy
+from decodekit.strategy import Registered, Registry, Strategy
 
 __all__ = [
     "COMPONENT_FAMILIES",
@@ -120,66 +120,6 @@ class PluginFailure:
     stage: str
     error: str
     version: str | None = None
-
-
-@dataclass(frozen=True)
-class Registered:
-    """A registered component or strategy, with the plugin that registered it."""
-
-    name: str
-    plugin: str
-    obj: Any
-
-    @property
-    def strategy(self) -> Strategy:
-        """The object as a :class:`Strategy` (for the ``strategies`` family)."""
-        assert isinstance(self.obj, Strategy)
-        return self.obj
-
-
-@dataclass
-class Registry:
-    """Everything plugins registered, by family and name."""
-
-    strategies: dict[str, Registered] = field(default_factory=dict)
-    drafters: dict[str, Registered] = field(default_factory=dict)
-    verifiers: dict[str, Registered] = field(default_factory=dict)
-    samplers: dict[str, Registered] = field(default_factory=dict)
-    caches: dict[str, Registered] = field(default_factory=dict)
-    constraints: dict[str, Registered] = field(default_factory=dict)
-
-    def get(self, family: str, name: str) -> Any:
-        """Return the registered object of ``family`` (e.g. ``"drafters"``) named ``name``.
-
-        Raises
-        ------
-        UnknownComponentError
-            Nothing of that family is registered under ``name``; lists what is.
-        """
-        table: dict[str, Registered] = getattr(self, family)
-        if name not in table:
-            raise UnknownComponentError(family.rstrip("s"), name, list(table))
-        return table[name].obj
-
-    def plugin_of(self, family: str, component: Any) -> str | None:
-        """The plugin that registered ``component`` (a factory, or an object it built).
-
-        Parameters
-        ----------
-        family : str
-            The registry family to look in, e.g. ``"drafters"``.
-        component : object
-            A registered factory or an instance of a registered class (exact class: a
-            subclass defined elsewhere belongs to whoever defined it). Failing that, the
-            plugin that registered the component's ``name``: wrappers (speculative's
-            adaptive draft length) carry the name of the component they wrap.
-        """
-        table: dict[str, Registered] = getattr(self, family)
-        for entry in table.values():
-            if entry.obj is component or entry.obj is type(component):
-                return entry.plugin
-        named = table.get(getattr(component, "name", None))  # type: ignore[arg-type]
-        return named.plugin if named is not None else None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,23 @@ import torch
 
 from decodekit.config import SamplingParams
 
-__all__ = ["Warper", "inverse_cdf", "typical_filter"]
+__all__ = ["Warper", "draw_seeds", "draw_uniforms", "inverse_cdf", "typical_filter"]
+
+
+def draw_uniforms(
+    generators: list[torch.Generator], device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """One uniform in [0, 1) per row, each from the row's own generator: ``[rows]``.
+
+    The rows' generators are CPU generators; the uniforms are moved to ``device`` (the
+    model's), where the probabilities they are compared with live.
+    """
+    return torch.cat([torch.rand(1, generator=g) for g in generators]).to(device)
+
+
+def draw_seeds(generators: list[torch.Generator]) -> torch.Tensor:
+    """One int64 kernel seed per row, each from the row's own generator: ``[rows]``."""
+    return kernels.seeds_from_generators(generators)
 
 
 def typical_filter(probs: torch.Tensor, mass: float) -> torch.Tensor:

@@ -1,4 +1,8 @@
-"""Strategies: named presets that combine components, with parameters and a guarantee."""
+"""Strategies: named presets that combine components, with parameters and a guarantee.
+
+Also what a strategy builds its pipeline from: the :class:`BuildContext` of a call and
+the :class:`Registry` of everything plugins registered.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,16 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from decodekit.config import StrategyParams
+from decodekit.errors import PluginContractError, UnknownComponentError
 
 if TYPE_CHECKING:
-    from decodekit.components import CachePolicy, Drafter, LogitsProcessor, Verifier
-    from decodekit.model import LanguageModel
-    from decodekit.plugins import Registry
+    from decodekit.contracts import CachePolicy, Drafter, LanguageModel, LogitsProcessor, Verifier
     from decodekit.sampling import Warper
 
-__all__ = ["BuildContext", "Guarantee", "Pipeline", "Strategy"]
+__all__ = ["BuildContext", "Guarantee", "Pipeline", "Registered", "Registry", "Strategy"]
+
+#: A plugin's choice of kernel backend: ``(op, device type) -> backend or None``.
+BackendChoice = Callable[[str, str], "str | None"]
 
 
 class Guarantee(StrEnum):
@@ -42,18 +48,21 @@ class BuildContext:
         The target model.
     registry : Registry
         Every registered component, to look up drafters, verifiers and processors by name.
+    backend_choice : callable or None
+        ``(op, device type) -> backend or None``: the ``select_kernel_backend`` hook of
+        the installed plugins (the engine passes it); None chooses ``"auto"`` everywhere.
     """
 
     model: LanguageModel
     registry: Registry
+    backend_choice: BackendChoice | None = None
 
     def kernel_backend(self, op: str) -> str:
         """The backend for a kernel op: a ``select_kernel_backend`` plugin's, else ``auto``."""
-        from decodekit.plugins import pm
-
+        if self.backend_choice is None:
+            return "auto"
         device = getattr(self.model.device, "type", str(self.model.device))
-        choice = pm.hook.select_kernel_backend(op=op, device=device)
-        return choice or "auto"
+        return self.backend_choice(op, device) or "auto"
 
 
 @dataclass
@@ -152,8 +161,6 @@ class Strategy:
         pipeline = self.build(params, context)
         problem = _pipeline_problem(pipeline)
         if problem is not None:
-            from decodekit.errors import PluginContractError
-
             raise PluginContractError(plugin, "strategy", self.name, problem)
         pipeline.strategy, pipeline.plugin = self.name, plugin
         return pipeline
@@ -161,7 +168,7 @@ class Strategy:
 
 def _pipeline_problem(pipeline: Any) -> str | None:
     """What makes ``pipeline`` break the Pipeline contract, or None."""
-    from decodekit.components import Drafter, Verifier
+    from decodekit.contracts import Drafter, Verifier  # torch loads on first build only
 
     if not isinstance(pipeline, Pipeline):
         return f"build returned a {type(pipeline).__name__}, expected a decodekit.Pipeline"
@@ -172,3 +179,67 @@ def _pipeline_problem(pipeline: Any) -> str | None:
         kind = type(pipeline.drafter).__name__
         return f"build returned a Pipeline whose drafter is a {kind}, not a decodekit.Drafter"
     return None
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A registered component or strategy, with the plugin that registered it."""
+
+    name: str
+    plugin: str
+    obj: Any
+
+    @property
+    def strategy(self) -> Strategy:
+        """The object as a :class:`Strategy` (for the ``strategies`` family)."""
+        assert isinstance(self.obj, Strategy)
+        return self.obj
+
+
+@dataclass
+class Registry:
+    """Everything plugins registered, by family and name."""
+
+    strategies: dict[str, Registered] = field(default_factory=dict)
+    drafters: dict[str, Registered] = field(default_factory=dict)
+    verifiers: dict[str, Registered] = field(default_factory=dict)
+    samplers: dict[str, Registered] = field(default_factory=dict)
+    caches: dict[str, Registered] = field(default_factory=dict)
+    constraints: dict[str, Registered] = field(default_factory=dict)
+
+    def named_strategies(self) -> dict[str, Strategy]:
+        """Every registered strategy by name (what config validation receives)."""
+        return {name: entry.strategy for name, entry in self.strategies.items()}
+
+    def get(self, family: str, name: str) -> Any:
+        """Return the registered object of ``family`` (e.g. ``"drafters"``) named ``name``.
+
+        Raises
+        ------
+        UnknownComponentError
+            Nothing of that family is registered under ``name``; lists what is.
+        """
+        table: dict[str, Registered] = getattr(self, family)
+        if name not in table:
+            raise UnknownComponentError(family.rstrip("s"), name, list(table))
+        return table[name].obj
+
+    def plugin_of(self, family: str, component: Any) -> str | None:
+        """The plugin that registered ``component`` (a factory, or an object it built).
+
+        Parameters
+        ----------
+        family : str
+            The registry family to look in, e.g. ``"drafters"``.
+        component : object
+            A registered factory or an instance of a registered class (exact class: a
+            subclass defined elsewhere belongs to whoever defined it). Failing that, the
+            plugin that registered the component's ``name``: wrappers (speculative's
+            adaptive draft length) carry the name of the component they wrap.
+        """
+        table: dict[str, Registered] = getattr(self, family)
+        for entry in table.values():
+            if entry.obj is component or entry.obj is type(component):
+                return entry.plugin
+        named = table.get(getattr(component, "name", None))  # type: ignore[arg-type]
+        return named.plugin if named is not None else None

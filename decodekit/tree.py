@@ -10,60 +10,21 @@ at position ``next_position + pending - 1 + depth``. One forward scores them all
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 
-from decodekit.components import DraftTree
+from decodekit.contracts import DecodeView, DraftTree, Selection, StepBatch
 
-__all__ = ["StepBatch", "build_step", "step_attention_mask"]
+__all__ = [
+    "StepBatch",
+    "build_step",
+    "follow_tree",
+    "node_histories",
+    "step_attention_mask",
+]
 
 #: Token id fed in padding slots; they are masked out, so any valid id works.
 PAD_TOKEN = 0
-
-
-@dataclass(frozen=True)
-class StepBatch:
-    """Model input for one step.
-
-    Attributes
-    ----------
-    tokens : LongTensor ``[rows, P + N]``
-        Pending tokens (left-padded to ``P``) followed by draft nodes.
-    positions : LongTensor ``[rows, P + N]``
-        Sequence position of every slot (0 in padding slots).
-    slot_valid : BoolTensor ``[rows, P + N]``
-        False for padding slots.
-    ancestors : BoolTensor ``[rows, P + N, P + N]`` or None
-        ``ancestors[r, i, j]``: slot ``i`` attends to slot ``j`` of this step. None means
-        plain causal attention over valid slots (no tree, no padding).
-    num_pending : int
-        ``P``, the width of the pending part.
-    num_nodes : int
-        ``N``, the number of draft nodes per row.
-    """
-
-    tokens: torch.Tensor
-    positions: torch.Tensor
-    slot_valid: torch.Tensor
-    ancestors: torch.Tensor | None
-    num_pending: int
-    num_nodes: int
-
-    @property
-    def rows(self) -> int:
-        """Number of rows."""
-        return int(self.tokens.shape[0])
-
-    @property
-    def width(self) -> int:
-        """Slots per row, ``P + N``."""
-        return int(self.tokens.shape[1])
-
-    @property
-    def logits_count(self) -> int:
-        """Positions whose logits the step needs: the last pending slot and every node."""
-        return (1 if self.num_pending else 0) + self.num_nodes
 
 
 def build_step(
@@ -176,3 +137,63 @@ def step_attention_mask(cache_valid: torch.Tensor, step: StepBatch) -> torch.Ten
     cache_part = cache_valid.unsqueeze(1) & step.slot_valid.unsqueeze(2)
     mask = torch.cat([cache_part.expand(rows, width, cache_valid.shape[1]), ancestors], dim=2)
     return mask.unsqueeze(1)
+
+
+def node_histories(
+    view: DecodeView, draft: DraftTree | None
+) -> tuple[list[list[int]], list[int]]:
+    """Per row and node, the tokens before that node; and each history's prompt length.
+
+    Returns lists of length ``rows * (1 + N)`` in row-major order: the root's history is
+    the row's sequence; node ``i``'s is the sequence plus the node's draft ancestors.
+    """
+    histories: list[list[int]] = []
+    prompt_lengths: list[int] = []
+    nodes = 0 if draft is None else draft.num_nodes
+    tokens = [] if draft is None else draft.tokens.tolist()
+    parents = [] if draft is None else draft.parents.tolist()
+    for r, sequence in enumerate(view.sequences):
+        histories.append(sequence)
+        prompt_lengths.append(view.prompt_lengths[r])
+        paths: list[list[int]] = []
+        for i in range(nodes):
+            parent = parents[r][i]
+            path = (paths[parent] if parent >= 0 else []) + [max(tokens[r][i], 0)]
+            paths.append(path)
+            histories.append(sequence + path)
+            prompt_lengths.append(view.prompt_lengths[r])
+    return histories, prompt_lengths
+
+
+def follow_tree(
+    targets: list[list[int]], tokens: list[list[int]], parents: list[list[int]]
+) -> Selection:
+    """Walk each row's tree from the root while a child's token equals the target there.
+
+    Parameters
+    ----------
+    targets : list of list of int
+        ``targets[r][i]`` is the token wanted after position ``i`` (0: the root,
+        ``i + 1``: draft node ``i``).
+    tokens, parents : list of list of int
+        The draft tree, as in :class:`~decodekit.DraftTree`.
+    """
+    out_tokens, kept, accepted = [], [], []
+    for r in range(len(targets)):
+        node, path, row_tokens = -1, [], []
+        while True:
+            want = targets[r][node + 1]
+            row_tokens.append(want)
+            child = next(
+                (i for i, (t, p) in enumerate(zip(tokens[r], parents[r], strict=True))
+                 if p == node and t == want),
+                None,
+            )
+            if child is None:
+                break
+            path.append(child)
+            node = child
+        out_tokens.append(row_tokens)
+        kept.append(path)
+        accepted.append(len(path))
+    return Selection(tokens=out_tokens, kept_nodes=kept, accepted_draft=accepted)

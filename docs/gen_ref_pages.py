@@ -2,23 +2,30 @@
 
 import mkdocs_gen_files
 
+#: The public API: what plugins and applications import (enforced by `lint-imports`).
 MODULES = {
     "decodekit": "Top-level API",
-    "decodekit.engine": "Engine and results",
+    "decodekit.contracts": "Contracts: step data types, model and component contracts",
     "decodekit.config": "Configuration models",
-    "decodekit.strategy": "Strategies and pipelines",
-    "decodekit.components": "Component contracts",
+    "decodekit.errors": "Errors",
     "decodekit.hookspecs": "Hook specifications",
-    "decodekit.plugins": "Plugin manager",
     "decodekit.model": "Model adapter",
     "decodekit.tree": "Step input and tree attention",
-    "decodekit.loop": "Decode loop",
     "decodekit.sampling": "Warping and sampling",
-    "decodekit.testing": "Test kit",
     "decodekit.embedded": "Embedded model",
     "decodekit.hf": "transformers integration",
-    "decodekit.bench": "Benchmark runner",
-    "decodekit.errors": "Errors",
+    "decodekit.testing": "Test kit",
+    # the core's own modules: documented for readers of the core, not imported by plugins
+    "decodekit.engine": "Core: Engine",
+    "decodekit.generation": "Core: requests and results",
+    "decodekit.settings": "Core: settings resolved into a config",
+    "decodekit.prompts": "Core: prompts as token ids",
+    "decodekit.execute": "Core: running a request",
+    "decodekit.strategy": "Core: strategies, pipelines and the registry",
+    "decodekit.plugins": "Core: plugin manager",
+    "decodekit.loop": "Core: decode loop",
+    "decodekit.transformers_processor": "Core: transformers logits processors",
+    "decodekit.bench": "Core: benchmark runner",
     "decodekit.builtin.greedy": "Built-in: greedy",
     "decodekit.builtin.sample": "Built-in: sample",
     "decodekit.builtin.processors": "Built-in: penalties",
@@ -76,8 +83,8 @@ def _field_rows(model):
 
 
 def _config_page():
+    from decodekit import get_registry
     from decodekit.config import GenerationConfig, ModelSettings
-    from decodekit.plugins import get_registry
 
     parts = [
         "# Configuration",

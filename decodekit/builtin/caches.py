@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import torch
 
-from decodekit import hookimpl
-from decodekit.components import CachePolicy
+from decodekit.contracts import CachePolicy
+from decodekit.hookspecs import hookimpl
 
 
 class FullCache(CachePolicy):

@@ -7,35 +7,10 @@ from collections.abc import Callable
 import decodekit_kernels as kernels
 import torch
 
-from decodekit import hookimpl
-from decodekit.components import DecodeView, DraftTree, LogitsProcessor
 from decodekit.config import SamplingParams
-
-
-def node_histories(
-    view: DecodeView, draft: DraftTree | None
-) -> tuple[list[list[int]], list[int]]:
-    """Per row and node, the tokens before that node; and each history's prompt length.
-
-    Returns lists of length ``rows * (1 + N)`` in row-major order: the root's history is
-    the row's sequence; node ``i``'s is the sequence plus the node's draft ancestors.
-    """
-    histories: list[list[int]] = []
-    prompt_lengths: list[int] = []
-    nodes = 0 if draft is None else draft.num_nodes
-    tokens = [] if draft is None else draft.tokens.tolist()
-    parents = [] if draft is None else draft.parents.tolist()
-    for r, sequence in enumerate(view.sequences):
-        histories.append(sequence)
-        prompt_lengths.append(view.prompt_lengths[r])
-        paths: list[list[int]] = []
-        for i in range(nodes):
-            parent = parents[r][i]
-            path = (paths[parent] if parent >= 0 else []) + [max(tokens[r][i], 0)]
-            paths.append(path)
-            histories.append(sequence + path)
-            prompt_lengths.append(view.prompt_lengths[r])
-    return histories, prompt_lengths
+from decodekit.contracts import DecodeView, DraftTree, LogitsProcessor
+from decodekit.hookspecs import hookimpl
+from decodekit.tree import node_histories
 
 
 def pad_histories(histories: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,4 +84,4 @@ def register_samplers(register: Callable[[type[LogitsProcessor]], None]) -> None
     register(PenaltiesProcessor)
 
 
-__all__ = ["PenaltiesProcessor", "node_histories", "pad_histories"]
+__all__ = ["PenaltiesProcessor", "pad_histories"]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from decodekit import hookimpl
-from decodekit.engine import GenerationRequest, GenerationResult, execute
+from decodekit.execute import execute
+from decodekit.generation import GenerationRequest, GenerationResult
+from decodekit.hookspecs import hookimpl
 
 
 @hookimpl(trylast=True)

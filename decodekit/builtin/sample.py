@@ -4,29 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import decodekit_kernels as kernels
-import torch
-
-from decodekit import hookimpl
 from decodekit.builtin.processors import PenaltiesProcessor
-from decodekit.components import DecodeView, DraftTree, Selection, StepOutput, Verifier
 from decodekit.config import SamplingParams
-from decodekit.sampling import Warper
+from decodekit.contracts import DecodeView, DraftTree, Selection, StepOutput, Verifier
+from decodekit.hookspecs import hookimpl
+from decodekit.sampling import Warper, draw_seeds
 from decodekit.strategy import BuildContext, Guarantee, Pipeline, Strategy
 
 
 class SampleParams(SamplingParams):
     """Parameters of ``sample``: the usual sampling settings."""
-
-
-def draw_uniforms(generators: list[torch.Generator]) -> torch.Tensor:
-    """One uniform in [0, 1) per row, each from the row's own generator: ``[rows]``."""
-    return torch.cat([torch.rand(1, generator=g) for g in generators])
-
-
-def draw_seeds(generators: list[torch.Generator]) -> torch.Tensor:
-    """One int64 kernel seed per row, each from the row's own generator: ``[rows]``."""
-    return kernels.seeds_from_generators(generators)
 
 
 class AncestralVerifier(Verifier):
@@ -79,4 +66,4 @@ def register_verifiers(register: Callable[[type[Verifier]], None]) -> None:
     register(AncestralVerifier)
 
 
-__all__ = ["SAMPLE", "AncestralVerifier", "SampleParams", "draw_seeds", "draw_uniforms"]
+__all__ = ["SAMPLE", "AncestralVerifier", "SampleParams"]

@@ -22,10 +22,9 @@ from typing import Any
 import pytest
 import torch
 
-from decodekit import Engine
-from decodekit.engine import _seeds
+from decodekit import Engine, get_registry
 from decodekit.model import HFModel
-from decodekit.plugins import get_registry
+from decodekit.settings import row_seeds as _seeds
 
 # repeated n-grams so prompt lookup finds matches; lengths 7, 1, 14 and 5
 PROMPTS = [

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from decodekit.components import DraftTree
+from decodekit.contracts import DraftTree
 from decodekit.tree import build_step
 
 ATOL = 2e-4

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from decodekit import Engine
-from decodekit.components import DraftTree
+from decodekit.contracts import DraftTree
 from decodekit.errors import ModelLoadError
 from decodekit.model import ATTENTION_IMPLEMENTATIONS, HFModel
 from decodekit.testing import (

@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 import decodekit
 from decodekit import cli
 from decodekit.builtin.greedy import ArgmaxVerifier
-from decodekit.components import Drafter
 from decodekit.config import StrategyParams
+from decodekit.contracts import Drafter
 from decodekit.testing import registered_plugin
 
 

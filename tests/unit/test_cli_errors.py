@@ -25,9 +25,10 @@ from typer.testing import CliRunner
 from decodekit import hookimpl
 from decodekit.builtin.greedy import ArgmaxVerifier
 from decodekit.cli import app, handle_errors, parse_set
-from decodekit.config import StrategyParams, validate_config
-from decodekit.engine import Engine, merge_config
+from decodekit.config import StrategyParams
+from decodekit.engine import Engine
 from decodekit.errors import ConfigError, ModelLoadError, PromptError
+from decodekit.settings import merge_config, validate_config
 from decodekit.strategy import Guarantee, Pipeline, Strategy
 from decodekit.testing import MarkovModel, registered_plugin, tiny_llama
 
@@ -148,7 +149,7 @@ def test_file_that_is_not_readable_is_refused(
 
 
 def test_utf8_files_with_a_byte_order_mark_still_load(tmp_path: Path) -> None:
-    from decodekit.config import load_config_file
+    from decodekit.settings import load_config_file
 
     path = tmp_path / "bom.toml"
     path.write_bytes(b'\xef\xbb\xbfstrategy = "sample"\n')

@@ -2,13 +2,9 @@ import json
 
 import pytest
 
-from decodekit.config import (
-    ModelSettings,
-    generation_config_schema,
-    load_config_file,
-    validate_config,
-)
+from decodekit.config import ModelSettings
 from decodekit.errors import ConfigError, UnknownComponentError
+from decodekit.settings import generation_config_schema, load_config_file, validate_config
 
 
 def test_validates_in_one_step_with_the_strategy_model():

@@ -8,9 +8,10 @@ from pydantic import Field
 from decodekit import hookimpl
 from decodekit.builtin import greedy, sample
 from decodekit.builtin.greedy import ArgmaxVerifier
-from decodekit.builtin.sample import AncestralVerifier, draw_seeds
-from decodekit.components import Drafter, Selection, Verifier
+from decodekit.builtin.sample import AncestralVerifier
 from decodekit.config import StrategyParams
+from decodekit.contracts import Drafter, Selection, Verifier
+from decodekit.sampling import draw_seeds
 from decodekit.strategy import Guarantee, Pipeline, Strategy
 from decodekit.testing import (
     PluginCheckError,
@@ -132,7 +133,7 @@ class EveryOtherTokenDrafter(Drafter):
     name = "zeros"
 
     def draft(self, view):
-        from decodekit.components import DraftTree
+        from decodekit.contracts import DraftTree
 
         return DraftTree.chain(torch.zeros((len(view.sequences), 2), dtype=torch.long))
 

@@ -4,8 +4,8 @@ import pytest
 from pydantic import BaseModel
 
 from decodekit.cli import constraint_option
-from decodekit.engine import constraint_from
 from decodekit.errors import ConfigError
+from decodekit.settings import constraint_from
 
 
 class Person(BaseModel):

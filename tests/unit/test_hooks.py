@@ -9,7 +9,7 @@ import torch
 import decodekit
 from decodekit import hookimpl
 from decodekit.builtin.greedy import GREEDY, ArgmaxVerifier
-from decodekit.components import (
+from decodekit.contracts import (
     CachePolicy,
     CompiledConstraint,
     ConstraintFactory,

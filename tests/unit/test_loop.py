@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from decodekit.engine import Engine, _seeds
+from decodekit.engine import Engine
 from decodekit.errors import ConfigError, PromptError
+from decodekit.settings import row_seeds as _seeds
 from decodekit.testing import MarkovModel
 
 
@@ -100,7 +101,7 @@ def test_bad_settings(engine):
 
 
 def test_settings_override_config_and_switching_strategy_never_drops_params(engine):
-    from decodekit.config import validate_config
+    from decodekit.settings import validate_config
 
     config = validate_config({"strategy": "sample", "params": {"temperature": 0.5}})
     request = engine.request([[0]], config, top_k=3)

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 import decodekit
 from decodekit import cli, plugins
 from decodekit.builtin.greedy import ArgmaxVerifier
-from decodekit.components import Drafter, DraftTree, LogitsProcessor, Verifier
 from decodekit.config import StrategyParams
+from decodekit.contracts import Drafter, DraftTree, LogitsProcessor, Verifier
 from decodekit.engine import Engine
 from decodekit.errors import DecodekitError, PluginContractError
 from decodekit.loop import run, start

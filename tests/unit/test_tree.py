@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from decodekit.components import DraftTree
+from decodekit.contracts import DraftTree
 from decodekit.tree import build_step, step_attention_mask
 
 

@@ -24,8 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from decodekit import Guarantee, Pipeline, Strategy, Verifier, hookimpl
-from decodekit.strategy import BuildContext
+from decodekit import BuildContext, Guarantee, Pipeline, Strategy, Verifier, hookimpl
 from decodekit_beam.beam import BeamVerifier, Hypothesis
 from decodekit_beam.exact import inclusion_probabilities, ordered_sample_distribution
 from decodekit_beam.params import BeamParams, DiverseBeamParams, StochasticBeamParams

@@ -37,8 +37,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from decodekit.components import DecodeView, DraftTree, Selection, StepOutput, Verifier
-from decodekit.loop import RowResult
+from decodekit.contracts import DecodeView, DraftTree, RowResult, Selection, StepOutput, Verifier
 
 __all__ = ["BeamVerifier", "Hypothesis", "RowBook"]
 

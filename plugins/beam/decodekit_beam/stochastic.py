@@ -27,8 +27,7 @@ import math
 import decodekit_kernels as kernels
 import torch
 
-from decodekit.components import DecodeView, DraftTree, Selection, StepOutput, Verifier
-from decodekit.loop import RowResult
+from decodekit.contracts import DecodeView, DraftTree, RowResult, Selection, StepOutput, Verifier
 from decodekit_beam.beam import Hypothesis, RowBook, best_rows, prompt_rows
 
 __all__ = ["StochasticBeamVerifier", "conditional_gumbel"]

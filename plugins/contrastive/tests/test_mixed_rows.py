@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from decodekit import Engine, hookimpl
-from decodekit.components import CompiledConstraint, ConstraintFactory, DraftTree
+from decodekit.contracts import CompiledConstraint, ConstraintFactory, DraftTree
 from decodekit.testing import registered_plugin, tiny_llama
 
 FORCED = [7, 8]

@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 import torch
 
 from decodekit import hookimpl
-from decodekit.components import ConstraintFactory
+from decodekit.contracts import ConstraintFactory
 from decodekit.errors import ConstraintError
 from decodekit_json.backends import Grammar, _bits, clear_caches, compile_grammar
 from decodekit_json.constraint import GrammarConstraint

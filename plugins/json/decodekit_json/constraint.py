@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from decodekit.components import CompiledConstraint, DraftTree
+from decodekit.contracts import CompiledConstraint, DraftTree
 from decodekit.errors import ConstraintError
 from decodekit_json.backends import Grammar, Matcher
 

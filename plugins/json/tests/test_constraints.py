@@ -14,9 +14,8 @@ import torch
 from decodekit_json import backends, compile_constraint
 from pydantic import BaseModel
 
-from decodekit import DraftTree
+from decodekit import DraftTree, get_registry
 from decodekit.errors import ConstraintError
-from decodekit.plugins import get_registry
 
 BACKENDS = ["llguidance", "xgrammar"]
 PERSON = {

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from decodekit import hookimpl
-from decodekit.components import Drafter
+from decodekit.contracts import Drafter
 from decodekit_lookup.prompt_lookup import NgramIndex, PromptLookupDrafter, PromptLookupOptions
 from decodekit_lookup.token_recycling import (
     AdjacencyTable,

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING
 import torch
 from pydantic import Field, model_validator
 
-from decodekit.components import DecodeView, Drafter, DraftTree
 from decodekit.config import StrategyParams
+from decodekit.contracts import DecodeView, Drafter, DraftTree
 
 if TYPE_CHECKING:
+    from decodekit import BuildContext
     from decodekit.sampling import Warper
-    from decodekit.strategy import BuildContext
 
 __all__ = ["NgramIndex", "PromptLookupDrafter", "PromptLookupOptions"]
 

@@ -18,10 +18,8 @@ from typing import Any
 
 from pydantic import Field
 
-from decodekit import hookimpl
-from decodekit.builtin.greedy import ArgmaxVerifier
+from decodekit import BuildContext, Guarantee, Pipeline, Strategy, hookimpl
 from decodekit.config import StrategyParams
-from decodekit.strategy import BuildContext, Guarantee, Pipeline, Strategy
 
 __all__ = ["DRAFT_GREEDY", "DraftGreedyParams", "DraftGreedyPlugin"]
 
@@ -44,7 +42,7 @@ def _build(params: DraftGreedyParams, context: BuildContext) -> Pipeline:
         max_nodes=params.max_nodes,
         warper=None,
     )
-    return Pipeline(verifier=ArgmaxVerifier(), drafter=drafter)
+    return Pipeline(verifier=context.registry.get("verifiers", "argmax")(), drafter=drafter)
 
 
 DRAFT_GREEDY = Strategy(

@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING
 import torch
 from pydantic import Field, field_validator
 
-from decodekit.components import DecodeView, Drafter, DraftTree, Selection, StepOutput
 from decodekit.config import StrategyParams
+from decodekit.contracts import DecodeView, Drafter, DraftTree, Selection, StepOutput
 
 if TYPE_CHECKING:
-    from decodekit.model import LanguageModel
+    from decodekit import BuildContext
+    from decodekit.contracts import LanguageModel
     from decodekit.sampling import Warper
-    from decodekit.strategy import BuildContext
 
 __all__ = [
     "AdjacencyTable",

@@ -16,7 +16,7 @@ from decodekit_lookup import (
 from pydantic import ValidationError
 
 import decodekit
-from decodekit.components import DecodeView, DraftTree, Selection, StepOutput
+from decodekit.contracts import DecodeView, DraftTree, Selection, StepOutput
 
 
 def view_of(sequences: list[list[int]]) -> DecodeView:

@@ -26,8 +26,7 @@ from decodekit import (
     Verifier,
     hookimpl,
 )
-from decodekit.builtin.sample import draw_uniforms
-from decodekit.sampling import inverse_cdf
+from decodekit.sampling import draw_uniforms, inverse_cdf
 
 __all__ = ["MIROSTAT", "MirostatParams", "MirostatVerifier"]
 
@@ -73,9 +72,9 @@ class MirostatVerifier(Verifier):
             raise ValueError("mirostat does not verify drafts")
         logits = output.logits[:, 0]
         if self.mu is None:
-            self.mu = torch.full((logits.shape[0],), 2.0 * self.tau)
+            self.mu = torch.full((logits.shape[0],), 2.0 * self.tau, device=logits.device)
         probs = self.truncated(logits, self.mu)
-        tokens = inverse_cdf(probs, draw_uniforms(view.generators))
+        tokens = inverse_cdf(probs, draw_uniforms(view.generators, logits.device))
         # surprise under the model's own distribution: that is what mu bounds and tau targets
         model_probs = torch.softmax(logits.float() / self.temperature, dim=-1)
         observed = -torch.log2(model_probs.gather(1, tokens.unsqueeze(1)).squeeze(1))

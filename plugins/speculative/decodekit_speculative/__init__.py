@@ -21,14 +21,11 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from decodekit import hookimpl
-from decodekit.builtin.greedy import ArgmaxVerifier
-from decodekit.builtin.processors import PenaltiesProcessor
-from decodekit.components import Drafter, Verifier
+from decodekit import BuildContext, Guarantee, Pipeline, Strategy, hookimpl
 from decodekit.config import SamplingParams
+from decodekit.contracts import Drafter, Verifier
 from decodekit.errors import ConfigError
 from decodekit.sampling import Warper
-from decodekit.strategy import BuildContext, Guarantee, Pipeline, Strategy
 from decodekit_speculative.adaptive import AdaptiveDraftLength, best_draft_length
 from decodekit_speculative.drafters import DraftModelDrafter, LayerSkipDrafter
 from decodekit_speculative.protocol import (
@@ -94,7 +91,7 @@ class SpeculativeParams(SamplingParams):
     def _chain_needs_chains(cls, value: str, info: ValidationInfo) -> str:
         if value != "chain" or "drafter" not in info.data or "drafter_options" not in info.data:
             return value
-        from decodekit.plugins import get_registry
+        from decodekit import get_registry
 
         name = info.data["drafter"]
         try:
@@ -116,17 +113,20 @@ class SpeculativeParams(SamplingParams):
 
     @model_validator(mode="after")
     def _check_drafter(self) -> SpeculativeParams:
-        from decodekit.plugins import get_registry
+        from decodekit import get_registry
 
         factory = get_registry().get("drafters", self.drafter)
         validate_drafter_options(factory, self.drafter_options)
         return self
 
 
-def make_verifier(params: SpeculativeParams, warper: Warper, backend: str) -> Verifier:
+def make_verifier(
+    params: SpeculativeParams, warper: Warper, backend: str, context: BuildContext
+) -> Verifier:
     """Exact match under greedy settings, rejection sampling (chain or tree) otherwise."""
     if warper.is_greedy:
-        return ArgmaxVerifier()
+        verifier: Verifier = context.registry.get("verifiers", "argmax")()
+        return verifier
     if params.verify == "tree":
         return RejectionTreeVerifier(warper, backend)
     return RejectionChainVerifier(warper, backend)
@@ -134,7 +134,8 @@ def make_verifier(params: SpeculativeParams, warper: Warper, backend: str) -> Ve
 
 def _build(params: SpeculativeParams, context: BuildContext) -> Pipeline:
     warper = Warper.from_params(params, backend=context.kernel_backend("sample"))
-    processors = [PenaltiesProcessor.from_params(params)] if params.has_penalties else []
+    penalties = context.registry.get("samplers", "penalties")
+    processors = [penalties.from_params(params)] if params.has_penalties else []
     drafter: Drafter = build_drafter(
         params.drafter, params.drafter_options, context=context,
         draft_length=params.draft_length, max_nodes=params.max_nodes, warper=warper,
@@ -143,7 +144,7 @@ def _build(params: SpeculativeParams, context: BuildContext) -> Pipeline:
         drafter = AdaptiveDraftLength(drafter, params.draft_length, params.draft_cost)
     backend = context.kernel_backend(f"verify_{params.verify}")
     return Pipeline(
-        verifier=make_verifier(params, warper, backend),
+        verifier=make_verifier(params, warper, backend, context),
         drafter=drafter,
         processors=processors,
         warper=warper,

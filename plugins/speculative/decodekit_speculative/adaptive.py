@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import torch
 
-from decodekit.components import DecodeView, Drafter, DraftTree, Selection, StepOutput
+from decodekit.contracts import DecodeView, Drafter, DraftTree, Selection, StepOutput
 
 __all__ = ["AdaptiveDraftLength", "best_draft_length", "truncate_depth"]
 

@@ -26,12 +26,12 @@ import decodekit_kernels as kernels
 import torch
 from pydantic import ConfigDict, Field, field_validator
 
-from decodekit.components import DecodeView, Drafter, DraftTree
+from decodekit import BuildContext
 from decodekit.config import StrategyParams
+from decodekit.contracts import DecodeView, Drafter, DraftTree
 from decodekit.errors import ConfigError, ModelLoadError
 from decodekit.model import DTYPES, HFModel, LanguageModel, SlotCache
 from decodekit.sampling import Warper, inverse_cdf
-from decodekit.strategy import BuildContext
 from decodekit.tree import build_step
 
 __all__ = ["DraftModelDrafter", "LayerSkipDrafter", "ModelDrafter", "shallow_model"]

@@ -1,6 +1,6 @@
 """The drafter protocol: how any plugin's drafter plugs into the ``speculative`` strategy.
 
-A drafter is a :class:`decodekit.components.Drafter` subclass registered through the
+A drafter is a :class:`decodekit.contracts.Drafter` subclass registered through the
 ``register_drafters`` hook. The ``speculative`` strategy builds it from its parameters::
 
     factory = context.registry.get("drafters", params.drafter)
@@ -62,11 +62,11 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
-from decodekit.components import Drafter
+from decodekit import BuildContext
 from decodekit.config import StrategyParams, format_validation_error
+from decodekit.contracts import Drafter
 from decodekit.errors import ConfigError
 from decodekit.sampling import Warper
-from decodekit.strategy import BuildContext
 
 __all__ = ["DrafterFactory", "build_drafter", "drafts_trees", "validate_drafter_options"]
 

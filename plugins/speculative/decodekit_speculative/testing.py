@@ -30,11 +30,10 @@ import decodekit_kernels as kernels
 import torch
 from pydantic import Field
 
-from decodekit import hookimpl
-from decodekit.components import DecodeView, Drafter, DraftTree
+from decodekit import BuildContext, hookimpl
 from decodekit.config import StrategyParams
+from decodekit.contracts import DecodeView, Drafter, DraftTree
 from decodekit.sampling import Warper, inverse_cdf
-from decodekit.strategy import BuildContext
 from decodekit.testing import MarkovModel
 
 __all__ = ["ArgmaxMarkovDrafter", "FailingDrafter", "MarkovDrafter", "ToyDrafters"]

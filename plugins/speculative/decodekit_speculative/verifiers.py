@@ -31,9 +31,9 @@ from __future__ import annotations
 import decodekit_kernels as kernels
 import torch
 
-from decodekit.builtin.greedy import follow_tree
-from decodekit.components import DecodeView, DraftTree, Selection, StepOutput, Verifier
+from decodekit.contracts import DecodeView, DraftTree, Selection, StepOutput, Verifier
 from decodekit.sampling import Warper
+from decodekit.tree import follow_tree
 
 __all__ = [
     "RejectionChainVerifier",

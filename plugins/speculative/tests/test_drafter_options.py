@@ -19,9 +19,8 @@ from decodekit_speculative.drafters import DraftModelDrafter
 from decodekit_speculative.testing import ToyDrafters
 from typer.testing import CliRunner
 
-from decodekit import Engine
+from decodekit import Engine, validate_config
 from decodekit.cli import app
-from decodekit.config import validate_config
 from decodekit.errors import ConfigError
 from decodekit.model import HFModel
 from decodekit.testing import registered_plugin

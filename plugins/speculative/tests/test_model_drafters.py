@@ -18,8 +18,8 @@ from decodekit_speculative.drafters import LayerSkipDrafter, ModelDrafter
 from decodekit_speculative.testing import ToyDrafters
 
 from decodekit import Engine, hookimpl
-from decodekit.components import DecodeView, Drafter, DraftTree, Selection
 from decodekit.config import StrategyParams
+from decodekit.contracts import DecodeView, Drafter, DraftTree, Selection
 from decodekit.errors import ConfigError
 from decodekit.model import HFModel
 from decodekit.testing import registered_plugin
@@ -155,7 +155,7 @@ def test_layer_skip_is_greedy_equivalent_on_a_tiny_model(engine):
 
 
 def test_layer_skip_shares_weights_and_leaves_the_target_intact(tiny):
-    from decodekit.plugins import get_registry
+    from decodekit import get_registry
     from decodekit.sampling import Warper
     from decodekit.strategy import BuildContext
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from decodekit import Engine
+from decodekit import Engine, get_registry
 from decodekit.errors import ConfigError
-from decodekit.plugins import get_registry
 
 pytestmark = pytest.mark.smollm2
 

@@ -16,7 +16,7 @@ from decodekit_speculative.verifiers import (
     draw_node_uniforms,
 )
 
-from decodekit.components import DecodeView, DraftTree, StepOutput
+from decodekit.contracts import DecodeView, DraftTree, StepOutput
 from decodekit.sampling import Warper
 
 

@@ -47,8 +47,12 @@ from pydantic import Field
 
 from decodekit import (
     BuildContext,
+    Completion,
     DecodeView,
     DraftTree,
+    GenerationRequest,
+    GenerationResult,
+    GenerationStats,
     Guarantee,
     Pipeline,
     Selection,
@@ -58,7 +62,6 @@ from decodekit import (
     Verifier,
     hookimpl,
 )
-from decodekit.engine import Completion, GenerationRequest, GenerationResult, GenerationStats
 from decodekit.errors import ConfigError
 from decodekit_superposed.ngram import NGramModel
 
