@@ -71,6 +71,12 @@ class StepBatch:
         ``P``, the width of the pending part.
     num_nodes : int
         ``N``, the number of draft nodes per row.
+    input_embeds : FloatTensor ``[rows, P + N, H]`` or None
+        Input embeddings for the slots marked in ``embedded``, read in place of their
+        tokens' embeddings (superposed decoding feeds a weighted sum of embeddings that is
+        no token). None: every slot reads its token's embedding.
+    embedded : BoolTensor ``[rows, P + N]`` or None
+        Which slots read ``input_embeds``; set exactly when ``input_embeds`` is.
     """
 
     tokens: torch.Tensor
@@ -79,6 +85,8 @@ class StepBatch:
     ancestors: torch.Tensor | None
     num_pending: int
     num_nodes: int
+    input_embeds: torch.Tensor | None = None
+    embedded: torch.Tensor | None = None
 
     @property
     def rows(self) -> int:
@@ -151,6 +159,9 @@ class LanguageModel(ABC):
     tokenizer : Any or None
         A Hugging Face tokenizer, or None for models that work on token ids only.
     device : torch.device
+    accepts_input_embeddings : bool
+        Whether :meth:`forward` reads :attr:`StepBatch.input_embeds` and :meth:`embed`
+        works; strategies that feed embeddings refuse other models when they build.
     """
 
     vocab_size: int
@@ -158,6 +169,14 @@ class LanguageModel(ABC):
     eos_token_ids: frozenset[int]
     tokenizer: Any = None
     device: torch.device = torch.device("cpu")
+    accepts_input_embeddings: bool = False
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Input embeddings of token ids: ``[...]`` to float32 ``[..., H]``.
+
+        Only models with ``accepts_input_embeddings`` implement it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not take input embeddings")
 
     @abstractmethod
     def new_cache(self, rows: int) -> KVCache:
@@ -371,6 +390,11 @@ class Selection:
     finished : list of bool or None
         Rows the verifier declares complete (finish reason ``"stop"``), for strategies
         that decide when a row is done (beam search's early stopping).
+    next_inputs : list of (FloatTensor ``[H]`` or None) or None
+        Per row, the input embedding the row's next forward reads in place of the
+        embedding of its last new token (superposed decoding feeds the superposition of
+        its drafts' last tokens); None everywhere: token embeddings. Only for models with
+        ``accepts_input_embeddings``.
     """
 
     tokens: list[list[int]]
@@ -379,6 +403,7 @@ class Selection:
     row_sources: torch.Tensor | None = None
     scores: torch.Tensor | None = None
     finished: list[bool] | None = None
+    next_inputs: list[torch.Tensor | None] | None = None
 
     @classmethod
     def single(cls, tokens: Sequence[int]) -> Selection:
@@ -467,6 +492,12 @@ class Verifier(ABC):
     lossless: ClassVar[bool] = False
     #: True if, under greedy settings, the tokens equal plain greedy decoding.
     greedy_equivalent: ClassVar[bool] = False
+    #: False when the batch rows are search state rather than outputs: superposed
+    #: decoding's row carries a superposition of ``k`` drafts and :meth:`finalize`
+    #: reports the drafts. The loop then checks only the reported rows for stop strings,
+    #: and constraints and logits processors, which read a row's tokens, are refused
+    #: when the call is built.
+    rows_are_outputs: ClassVar[bool] = True
 
     @abstractmethod
     def select(self, view: DecodeView, output: StepOutput, draft: DraftTree | None) -> Selection:

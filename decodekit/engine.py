@@ -18,14 +18,14 @@ from typing import Any, overload
 
 from decodekit.config import GenerationConfig
 from decodekit.contracts import LanguageModel
-from decodekit.errors import ConfigError, ModelLoadError
+from decodekit.errors import ConfigError, ModelLoadError, PluginContractError
 from decodekit.execute import Stream
 from decodekit.generation import Completion, GenerationRequest, GenerationResult
 from decodekit.model import DTypeName, HFModel, load_model
-from decodekit.plugins import get_registry, pm
+from decodekit.plugins import get_registry, loop_replacements, pm
 from decodekit.prompts import Prompt, encode_prompts, prompt_items
 from decodekit.settings import constraint_from, merge_config, row_seeds
-from decodekit.strategy import BuildContext, Registry
+from decodekit.strategy import BuildContext, Pipeline, Registry
 from decodekit.transformers_processor import as_processor
 
 __all__ = ["Engine", "generate"]
@@ -35,6 +35,25 @@ def _backend_choice(op: str, device: str) -> str | None:
     """The installed plugins' ``select_kernel_backend`` choice for ``op`` on ``device``."""
     choice: str | None = pm.hook.select_kernel_backend(op=op, device=device)
     return choice
+
+
+def _check_rows_are_outputs(cfg: GenerationConfig, pipeline: Pipeline) -> None:
+    """Refuse constraints and processors for verifiers whose rows are no outputs.
+
+    Both read a row's committed tokens; superposed decoding's rows carry a superposition.
+    """
+    if pipeline.verifier.rows_are_outputs:
+        return
+    if cfg.constraint is not None:
+        raise ConfigError(
+            f"constraint: strategy {cfg.strategy!r} does not support constraints (its rows "
+            "are no output sequences)"
+        )
+    if pipeline.processors:
+        raise ConfigError(
+            f"processors: strategy {cfg.strategy!r} does not support logits processors (its "
+            "rows are no output sequences)"
+        )
 
 
 def _as_model(
@@ -149,6 +168,7 @@ class Engine:
         # a policy the strategy chose itself stays unless the config names another
         if pipeline.cache_policy is None or cfg.cache != "full":
             pipeline.cache_policy = registry.get("caches", cfg.cache)()
+        _check_rows_are_outputs(cfg, pipeline)
         constraint = None
         if cfg.constraint is not None:
             factory = registry.get("constraints", cfg.constraint.type)()
@@ -212,7 +232,20 @@ class Engine:
         return result.completions
 
     def run(self, request: GenerationRequest) -> GenerationResult:
-        """Decode a prepared request through the ``run_generation`` hook."""
+        """Decode a prepared request through the ``run_generation`` hook.
+
+        Raises
+        ------
+        PluginContractError
+            A plugin registered a ``run_generation`` that is no wrapper (it would replace
+            the decode loop); the message names it.
+        """
+        for plugin in loop_replacements():
+            raise PluginContractError(
+                plugin, "hook", "run_generation",
+                "must be a wrapper (@hookimpl(wrapper=True)); a plugin may wrap the decode "
+                "loop but not replace it",
+            )
         result = pm.hook.run_generation(request=request)
         if result is None:
             raise RuntimeError("no run_generation implementation returned a result")

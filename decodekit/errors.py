@@ -73,8 +73,8 @@ class PluginContractError(DecodekitError, RuntimeError):
     plugin : str or None
         The plugin that registered the component (or built the pipeline), if known.
     family : str
-        ``"strategy"``, ``"drafter"``, ``"verifier"``, ``"sampler"``, ``"cache"`` or
-        ``"constraint"``.
+        ``"strategy"``, ``"drafter"``, ``"verifier"``, ``"sampler"``, ``"cache"``,
+        ``"constraint"`` or ``"hook"``.
     component : str
         The component's (or strategy's) name.
     problem : str

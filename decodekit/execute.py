@@ -44,6 +44,7 @@ def _row_text(model: LanguageModel, row: RowResult) -> str:
 
 def _finish(request: GenerationRequest, state: DecodeState, seconds: float) -> GenerationResult:
     rows = request.pipeline.verifier.finalize(sorted(state.done, key=lambda r: r.prompt_index))
+    _check_stop_strings(request, rows)
     completions = []
     for row in rows:
         stats = GenerationStats.of(
@@ -71,6 +72,20 @@ def _finish(request: GenerationRequest, state: DecodeState, seconds: float) -> G
         sum(r.accepted_draft_tokens for r in rows),
     )
     return GenerationResult(completions=completions, stats=total)
+
+
+def _check_stop_strings(request: GenerationRequest, rows: list[RowResult]) -> None:
+    """Cut every reported row at its first stop string.
+
+    The loop's rows and those a verifier reports itself (beam hypotheses, superposed
+    drafts) alike: a stop string in a row's last token is found here too.
+    """
+    if not request.config.stop:
+        return
+    checker = StopChecker(request.model, request.config.stop)
+    for row in rows:
+        if row.stop_index is None and (index := checker(row)) is not None:
+            row.stop_index, row.finish_reason = index, "stop"
 
 
 def _parse_output(request: GenerationRequest, text: str, finish_reason: str | None) -> Any:

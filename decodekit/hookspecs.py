@@ -183,7 +183,7 @@ def select_kernel_backend(op: str, device: str) -> str | None:
 
 @hookspec(firstresult=True)
 def run_generation(request: GenerationRequest) -> GenerationResult | None:
-    """Run one whole generation call; wrap it for timing, tracing or metrics.
+    """Wrap one whole generation call: timing, tracing or metrics.
 
     decodekit's own implementation (``trylast``) runs the decode loop of
     :mod:`decodekit.loop` and returns the :class:`~decodekit.GenerationResult`. The
@@ -194,8 +194,10 @@ def run_generation(request: GenerationRequest) -> GenerationResult | None:
 
     Stops at the first non-None result.
 
-    Plugins may wrap the call with ``@hookimpl(wrapper=True)``: such a wrapper must
-    ``yield`` exactly once and return the result it receives (or a replacement),
-    ``result = yield; return result``; exceptions from the decode loop are raised at the
-    ``yield``. A plain implementation that returns a result replaces the decode loop.
+    Plugins must implement it as a wrapper, ``@hookimpl(wrapper=True)``: yield exactly
+    once and return the result received (or a replacement), ``result = yield; return
+    result``; exceptions from the decode loop are raised at the ``yield``. Every strategy
+    decodes through the one decode loop, so a plain implementation, which would replace
+    it, is refused: an installed plugin fails to load, and :meth:`decodekit.Engine.run`
+    raises :class:`~decodekit.PluginContractError` naming a plugin registered otherwise.
     """

@@ -77,6 +77,9 @@ class DecodeState:
         Per active row: prompt plus generated tokens.
     pending : list of list of int
         Per active row: committed tokens not yet in the KV cache (may be empty).
+    pending_inputs : list of (FloatTensor ``[H]`` or None)
+        Per active row: an input embedding the next forward reads in place of the last
+        pending token's (from :attr:`Selection.next_inputs`), or None.
     budgets : list of int
         Per active row: how many more tokens it may generate.
     generators : list of torch.Generator
@@ -96,6 +99,7 @@ class DecodeState:
     budgets: list[int]
     generators: list[torch.Generator]
     done: list[RowResult] = field(default_factory=list)
+    pending_inputs: list[torch.Tensor | None] = field(default_factory=list)
     root_logits: torch.Tensor | None = None
     root_hidden: torch.Tensor | None = None
     step: int = 0
@@ -136,11 +140,14 @@ def run(
     stop_checker : StopChecker or None
         Finds stop strings in a row's text.
     """
+    if not pipeline.verifier.rows_are_outputs:
+        stop_checker = None  # the rows are search state; the reported rows are checked
     while state.rows:
         view = state.view()
         draft = propose(pipeline, view)  # 1. draft
         positions = state.cache.next_positions.tolist()
-        step = build_step(state.pending, positions, draft, state.model.device)
+        step = build_step(state.pending, positions, draft, state.model.device,
+                          pending_inputs=state.pending_inputs)
         result = state.model.forward(  # 2. forward: pending tokens + tree, one pass
             step, state.cache, hidden_states=pipeline.needs_hidden_states
         )
@@ -352,6 +359,14 @@ def check_selection(selection: object, state: DecodeState, pipeline: Pipeline) -
             raise fail(f"row {r}: nothing committed and nothing pending")
     if selection.row_sources is not None and any(selection.kept_nodes):
         raise fail("reorders rows and keeps draft nodes; a verifier may do one or the other")
+    if selection.next_inputs is not None:
+        if len(selection.next_inputs) != len(sources):
+            raise fail(f"returned {len(selection.next_inputs)} next_inputs for {len(sources)} rows")
+        if not state.model.accepts_input_embeddings and any(
+            v is not None for v in selection.next_inputs
+        ):
+            raise fail(f"returned next_inputs, but {type(state.model).__name__} does not take "
+                       "input embeddings")
 
 
 def _row_sources(selection: Selection, rows: int, fail: Callable[[str], Exception]) -> list[int]:
@@ -416,6 +431,9 @@ def commit(
         state.budgets[r] -= len(tokens)
         state.pending[r] = pending
         appended.append(tokens)
+    state.pending_inputs = (
+        list(selection.next_inputs) if selection.next_inputs is not None else []
+    )
     return appended
 
 
@@ -526,6 +544,8 @@ def reorder_rows(
     state.rows = [copy.deepcopy(state.rows[i]) if forked else state.rows[i] for i in index]
     state.sequences = [list(state.sequences[i]) for i in index]
     state.pending = [list(state.pending[i]) for i in index]
+    if state.pending_inputs:
+        state.pending_inputs = [state.pending_inputs[i] for i in index]
     state.budgets = [state.budgets[i] for i in index]
     state.generators = [_clone_generator(state.generators[i]) if forked
                         else state.generators[i] for i in index]

@@ -206,8 +206,14 @@ class HFModel(LanguageModel):
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
 
+    accepts_input_embeddings = True
+
     def new_cache(self, rows: int) -> HFCache:  # noqa: D102
         return HFCache(rows, self.device, self.hf.config)
+
+    @torch.inference_mode()
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.hf.get_input_embeddings()(tokens.to(self.device)).float()  # type: ignore[no-any-return]
 
     @torch.inference_mode()
     def forward(  # noqa: D102
@@ -217,8 +223,13 @@ class HFModel(LanguageModel):
             raise TypeError("HFModel.forward needs the cache from HFModel.new_cache()")
         plain = step.ancestors is None and cache.all_valid
         mask = None if plain else self._mask(step_attention_mask(cache.valid, step))
+        inputs: dict[str, torch.Tensor] = {"input_ids": step.tokens}
+        if step.input_embeds is not None and step.embedded is not None:
+            embeds = self.hf.get_input_embeddings()(step.tokens)
+            given = step.input_embeds.to(embeds.dtype)
+            inputs = {"inputs_embeds": torch.where(step.embedded.unsqueeze(-1), given, embeds)}
         out = self.hf(
-            input_ids=step.tokens,
+            **inputs,
             position_ids=step.positions,
             attention_mask=mask,
             cache=cache.hf,

@@ -54,6 +54,7 @@ __all__ = [
     "invalidate_registry",
     "list_components",
     "load_plugins",
+    "loop_replacements",
     "pm",
     "reset",
 ]
@@ -247,9 +248,36 @@ def load_plugins() -> None:
                 dist = entry_point.dist
                 _record_failure(entry_point.name, "load", exc, dist.version if dist else None)
                 continue
+            if entry_point.name in loop_replacements():
+                pm.unregister(plugin)
+                problem = RuntimeError(
+                    "run_generation must be a wrapper (@hookimpl(wrapper=True)); a plugin "
+                    "may wrap the decode loop but not replace it"
+                )
+                dist = entry_point.dist
+                _record_failure(entry_point.name, "load", problem, dist.version if dist else None)
+                continue
             if entry_point.dist is not None:
                 pm._plugin_distinfo.append((plugin, entry_point.dist))  # type: ignore[arg-type]
         pm.check_pending()
+
+
+#: The plugin whose ``run_generation`` runs the decode loop (the only non-wrapper).
+LOOP_RUNNER = "decodekit.builtin.runner"
+
+
+def loop_replacements() -> list[str]:
+    """Plugins whose ``run_generation`` would replace the decode loop instead of wrapping it.
+
+    ``run_generation`` is for cross-cutting concerns (timing, tracing, metrics): every
+    implementation but the built-in runner's must be a wrapper, so that every strategy
+    decodes through the one decode step.
+    """
+    return [
+        impl.plugin_name
+        for impl in pm.hook.run_generation.get_hookimpls()
+        if not (impl.wrapper or impl.hookwrapper) and impl.plugin_name != LOOP_RUNNER
+    ]
 
 
 def _collect(hook_name: str, registry: Registry) -> None:

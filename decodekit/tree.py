@@ -32,6 +32,7 @@ def build_step(
     next_positions: Sequence[int],
     draft: DraftTree | None,
     device: torch.device | str = "cpu",
+    pending_inputs: Sequence[torch.Tensor | None] | None = None,
 ) -> StepBatch:
     """Assemble one step's input.
 
@@ -46,6 +47,9 @@ def build_step(
         The drafter's proposal, or None.
     device : torch.device or str
         Where to put the tensors.
+    pending_inputs : sequence of (FloatTensor ``[H]`` or None), optional
+        Per row, an input embedding for its last pending slot, read in place of that
+        token's embedding (see :attr:`Selection.next_inputs`).
 
     Returns
     -------
@@ -81,6 +85,8 @@ def build_step(
             ancestors = _tree_ancestors(slot_valid, width_p, draft)
     elif padded:
         ancestors = _tree_ancestors(slot_valid, width_p, None)
+    input_embeds, embedded = _pending_embeddings(pending, pending_inputs, width_p + num_nodes,
+                                                 width_p, device)
     return StepBatch(
         tokens=tokens.to(device),
         positions=positions.to(device),
@@ -88,7 +94,31 @@ def build_step(
         ancestors=None if ancestors is None else ancestors.to(device),
         num_pending=width_p,
         num_nodes=num_nodes,
+        input_embeds=input_embeds,
+        embedded=embedded,
     )
+
+
+def _pending_embeddings(
+    pending: Sequence[Sequence[int]],
+    inputs: Sequence[torch.Tensor | None] | None,
+    width: int,
+    width_p: int,
+    device: torch.device | str,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``input_embeds [rows, width, H]`` and ``embedded [rows, width]``, or two Nones."""
+    given = [] if inputs is None else [(r, v) for r, v in enumerate(inputs) if v is not None]
+    if not given:
+        return None, None
+    hidden = given[0][1].shape[-1]
+    embeds = torch.zeros((len(pending), width, hidden), dtype=torch.float32, device=device)
+    embedded = torch.zeros((len(pending), width), dtype=torch.bool, device=device)
+    for r, vector in given:
+        if not pending[r]:
+            raise ValueError(f"row {r}: an input embedding needs a pending slot to replace")
+        embeds[r, width_p - 1] = vector.to(device=device, dtype=torch.float32)
+        embedded[r, width_p - 1] = True
+    return embeds, embedded
 
 
 def _tree_ancestors(

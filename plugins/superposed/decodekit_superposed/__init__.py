@@ -19,14 +19,15 @@ it has seen none of a draft's contexts it keeps the language model's probability
 superposed input is not a real token, and the n-gram model pulls each draft back to text
 that is plausible on its own.
 
-Why it runs outside the decode loop: the loop's :class:`~decodekit.model.LanguageModel`
-forward takes token ids, one sequence per row, and every row returns one sequence. The
-superposed input is a weighted sum of embeddings that is no token, and one row yields
-``k`` sequences. So the plugin implements the ``run_generation`` hook for this strategy
-and runs its own forward on the Hugging Face model (``inputs_embeds``) with its own
-``DynamicCache``; every other strategy still goes through the loop. Constraints and
-logits processors are not supported (a clear error says so). Prompts of a batch are
-decoded one after the other.
+It runs in the decode loop like every strategy: a prompt is one row, and the row's
+KV cache is the shared cache of its ``k`` drafts. The :class:`SuperposedDecoder` verifier
+keeps the drafts (as beam search keeps its beams), commits one *carrier* token per step
+(the newest token of the likeliest unfinished draft, so the row's length and budget are
+the drafts') and hands the superposition to the next forward through
+:attr:`~decodekit.Selection.next_inputs`, which the loop feeds as the row's input
+embedding. ``finalize`` reports the ``k`` drafts of every prompt; the loop cuts them at
+stop strings. Prompts of a batch share every forward. Constraints and logits processors
+read a row's tokens, which here are no output, so they are refused when a call is built.
 
 ``k = 1`` with ``ngram_weight = 0`` is greedy decoding exactly (the superposition of one
 draft is its token's embedding).
@@ -47,14 +48,11 @@ from pydantic import Field
 
 from decodekit import (
     BuildContext,
-    Completion,
     DecodeView,
     DraftTree,
-    GenerationRequest,
-    GenerationResult,
-    GenerationStats,
     Guarantee,
     Pipeline,
+    RowResult,
     Selection,
     StepOutput,
     Strategy,
@@ -125,12 +123,21 @@ class Draft:
     finished: bool = False
 
 
-class SuperposedDecoder(Verifier):
-    """Runs superposed decoding over a Hugging Face model (its own forward and cache).
+@dataclass
+class _RowDrafts:
+    """One prompt's drafts and the n-grams of its prompt."""
 
-    It is the pipeline's verifier so that the strategy builds like every other one, but it
-    never verifies loop steps: the plugin's ``run_generation`` hook calls
-    :meth:`generate` instead of the decode loop.
+    prompt: list[int]
+    prompt_model: NGramModel
+    drafts: list[Draft] = field(default_factory=lambda: [Draft()])
+
+
+class SuperposedDecoder(Verifier):
+    """Keeps each prompt's ``k`` drafts and feeds their superposition as the next input.
+
+    One loop row per prompt. Each step it extends the row's drafts from the logits after
+    the row's input (the prompt, then the previous superposition), commits a carrier
+    token and returns the new superposition in :attr:`~decodekit.Selection.next_inputs`.
 
     Parameters
     ----------
@@ -143,18 +150,80 @@ class SuperposedDecoder(Verifier):
     """
 
     name = "superposed"
+    rows_are_outputs = False
 
     def __init__(self, k: int, ngram_weight: float, corpus_model: NGramModel) -> None:
         self.k = k
         self.ngram_weight = ngram_weight
         self.corpus_model = corpus_model
+        self._rows: list[_RowDrafts] = []  # per current row
+        self._by_prompt: dict[int, _RowDrafts] = {}  # every prompt's drafts, kept to the end
 
     def select(self, view: DecodeView, output: StepOutput, draft: DraftTree | None) -> Selection:
-        """Not used: superposed decoding cannot run in the token-id decode loop."""
-        raise RuntimeError(
-            "superposed decoding feeds superposed embeddings, which the decode loop cannot; "
-            "it runs through its run_generation hook (decodekit.Engine.generate)"
+        """Extend every row's drafts; commit a carrier token; superpose the next input."""
+        if draft is not None:
+            raise ValueError("superposed decoding does not verify drafts")
+        if not self._rows:  # the prompt's step
+            self._rows = [self._start(view, r) for r in range(len(view.sequences))]
+        probs = torch.softmax(output.logits[:, 0].float(), dim=-1)  # [rows, V]
+        tokens: list[list[int]] = []
+        inputs: list[torch.Tensor | None] = []
+        finished: list[bool] = []
+        eos = view.model.eos_token_ids
+        for r, row in enumerate(self._rows):
+            row.drafts = self._extend(row.drafts, probs[r], row.prompt, row.prompt_model, eos)
+            active = [d for d in row.drafts if not d.finished]
+            best = max(active or row.drafts, key=lambda d: d.logprob)
+            tokens.append([best.tokens[-1]])
+            finished.append(not active)
+            last_step = view.budgets is not None and view.budgets[r] <= 1
+            inputs.append(None if not active or last_step else self._superpose(view, active))
+        return Selection(
+            tokens=tokens,
+            kept_nodes=[[] for _ in tokens],
+            accepted_draft=[0] * len(tokens),
+            finished=finished,
+            next_inputs=inputs,
         )
+
+    def _start(self, view: DecodeView, r: int) -> _RowDrafts:
+        prompt = view.sequences[r][: view.prompt_lengths[r]]
+        prompt_model = NGramModel(self.corpus_model.order).add(prompt)
+        row = _RowDrafts(prompt=prompt, prompt_model=prompt_model)
+        self._by_prompt[view.row_ids[r]] = row
+        return row
+
+    @staticmethod
+    def _superpose(view: DecodeView, active: list[Draft]) -> torch.Tensor:
+        """``sum_i w_i E(last token of draft i)``, ``w`` the drafts' normalized probabilities."""
+        logprobs = torch.tensor([d.logprob for d in active], dtype=torch.float32)
+        weights = torch.softmax(logprobs, dim=0).to(view.model.device)
+        last = torch.tensor([d.tokens[-1] for d in active], device=view.model.device)
+        vectors = view.model.embed(last)  # [active, H] float32
+        return (weights.unsqueeze(1) * vectors).sum(0)
+
+    def select_rows(self, rows: torch.Tensor) -> None:
+        """Keep the drafts of the rows that stay in the batch."""
+        if self._rows:
+            self._rows = [self._rows[i] for i in rows.tolist()]
+
+    def finalize(self, rows: list[RowResult]) -> list[RowResult]:
+        """Every prompt's ``k`` drafts, best first, as the call's results."""
+        out = []
+        for row in rows:
+            drafts = sorted(self._by_prompt[row.prompt_index].drafts, key=lambda d: -d.logprob)
+            out.extend(
+                RowResult(
+                    prompt_index=row.prompt_index,
+                    prompt_ids=row.prompt_ids,
+                    token_ids=list(d.tokens),
+                    finish_reason="stop" if d.finished else "length",
+                    forward_passes=row.forward_passes,
+                    score=d.logprob,
+                )
+                for d in drafts
+            )
+        return out
 
     def _interpolated(self, lm: float, context: Sequence[int], token: int,
                       prompt_model: NGramModel) -> float:
@@ -187,58 +256,11 @@ class SuperposedDecoder(Verifier):
         ]
         return finished + chosen
 
-    @torch.inference_mode()
-    def generate(
-        self, model: Any, prompt: list[int], max_new_tokens: int
-    ) -> tuple[list[Draft], int]:
-        """Decode one prompt into ``k`` drafts.
-
-        Parameters
-        ----------
-        model : decodekit.model.HFModel
-            The target model (its ``hf`` module is called with ``inputs_embeds``).
-        prompt : list of int
-        max_new_tokens : int
-
-        Returns
-        -------
-        (list of Draft, int)
-            The drafts, best first, and the number of forwards run.
-        """
-        from transformers import DynamicCache
-
-        hf = model.hf
-        device = model.device
-        embed = hf.get_input_embeddings()
-        prompt_model = NGramModel(self.corpus_model.order).add(prompt)
-        cache_kv = DynamicCache(config=hf.config)
-        out = hf(input_ids=torch.tensor([prompt], device=device), cache=cache_kv,
-                 use_cache=True, logits_to_keep=1)
-        forwards = 1
-        drafts = [Draft()]
-        for step in range(max_new_tokens):
-            probs = torch.softmax(out.logits[0, -1].float(), dim=-1)
-            drafts = self._extend(drafts, probs, prompt, prompt_model, model.eos_token_ids)
-            active = [d for d in drafts if not d.finished]
-            if not active or step == max_new_tokens - 1:
-                break
-            logprobs = torch.tensor([d.logprob for d in active], dtype=torch.float32)
-            weights = torch.softmax(logprobs, dim=0).to(device)  # normalized probabilities
-            last = torch.tensor([d.tokens[-1] for d in active], device=device)
-            vectors = embed(last).float()  # [active, H]
-            mixed = (weights.unsqueeze(1) * vectors).sum(0).to(model.dtype)
-            position = torch.tensor([[len(prompt) + step]], device=device)
-            out = hf(inputs_embeds=mixed.view(1, 1, -1), position_ids=position,
-                     cache=cache_kv, use_cache=True, logits_to_keep=1)
-            forwards += 1
-        drafts.sort(key=lambda d: -d.logprob)
-        return drafts, forwards
-
 
 def _build(params: SuperposedParams, context: BuildContext) -> Pipeline:
-    if not hasattr(context.model, "hf"):
+    if not context.model.accepts_input_embeddings:
         raise ConfigError(
-            "strategy superposed needs a Hugging Face model (it feeds input embeddings); "
+            "strategy superposed needs a model that takes input embeddings (an HFModel); "
             f"got {type(context.model).__name__}"
         )
     tokenizer = context.model.tokenizer
@@ -273,44 +295,3 @@ SUPERPOSED = Strategy(
 def register_strategies(register: Callable[[Strategy], None]) -> None:
     """Register ``superposed``."""
     register(SUPERPOSED)
-
-
-@hookimpl
-def run_generation(request: GenerationRequest) -> GenerationResult | None:
-    """Run superposed decoding for its own strategy; None (the decode loop) otherwise."""
-    decoder = request.pipeline.verifier
-    if not isinstance(decoder, SuperposedDecoder):
-        return None
-    if request.constraint is not None:
-        raise ConfigError("constraint: superposed decoding does not support constraints")
-    if request.pipeline.processors:
-        raise ConfigError("processors: superposed decoding does not support logits processors")
-    import time
-
-    config = request.config
-    model = request.model
-    start = time.perf_counter()
-    results: list[tuple[int, Draft, int]] = []
-    total_forwards = 0
-    for index, prompt in enumerate(request.prompt_ids):
-        budget = min(config.max_new_tokens, model.context_length - len(prompt))
-        drafts, forwards = decoder.generate(model, list(prompt), budget)
-        total_forwards += forwards
-        results.extend((index, d, forwards) for d in drafts)
-    seconds = time.perf_counter() - start
-    completions = []
-    for index, draft, forwards in results:
-        text = model.decode(draft.tokens)
-        reason = "stop" if draft.finished else "length"
-        cuts = [i for i in (text.find(s) for s in config.stop if s) if i >= 0]
-        if cuts:
-            text, reason = text[: min(cuts)], "stop"
-        completions.append(Completion(
-            text=text, token_ids=list(draft.tokens), finish_reason=reason,
-            strategy=config.strategy, stats=GenerationStats.of(len(draft.tokens), forwards,
-                                                               seconds, 0, 0),
-            prompt_index=index, score=draft.logprob,
-        ))
-    stats = GenerationStats.of(sum(len(c.token_ids) for c in completions), total_forwards,
-                               seconds, 0, 0)
-    return GenerationResult(completions=completions, stats=stats)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import pytest
@@ -12,7 +11,6 @@ from decodekit_superposed import (
     NGramModel,
     SuperposedDecoder,
     default_corpus_path,
-    run_generation,
 )
 
 import decodekit
@@ -116,6 +114,44 @@ def test_k_outputs_per_prompt_on_a_batch(tiny):
         assert len(set(drafts)) == 3 and all(len(d) == 10 for d in drafts)
 
 
+def test_four_prompts_in_one_call_equal_each_prompt_alone(tiny):
+    """Batched in the loop: a prompt's k drafts do not depend on the prompts beside it
+    (left padding, shared forwards, rows finishing at different steps), in float32."""
+    prompts = [[1, 5, 9, 13, 20], [1, 40], [1, 7, 7, 7, 3, 2, 60], [1, 90, 91]]
+    settings = {"strategy": "superposed", "k": 3, "ngram_weight": 0.5, "max_new_tokens": 12}
+    engine = Engine(tiny)
+    batched = engine.generate(prompts, **settings)
+    assert [c.prompt_index for c in batched] == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    for index, prompt in enumerate(prompts):
+        alone = engine.generate([prompt], **settings)
+        together = [c for c in batched if c.prompt_index == index]
+        assert [c.token_ids for c in together] == [c.token_ids for c in alone]
+        assert [c.score for c in together] == pytest.approx([c.score for c in alone], abs=1e-5)
+    # one forward per step for the whole batch, not one per prompt
+    assert engine.run(engine.request(prompts, **settings)).stats.forward_passes == 12
+
+
+def test_stop_strings_cut_each_draft(tiny):
+    """The loop checks the reported drafts, not the carrier row, for stop strings."""
+
+    class Text:
+        def decode(self, ids):
+            return " ".join(map(str, ids))
+
+    engine = Engine(tiny)
+    full = engine.generate([[1, 5, 9]], strategy="superposed", k=3, max_new_tokens=8)
+    second = str(full[0].token_ids[1])
+    tiny_decode = tiny.decode
+    try:
+        tiny.decode = Text().decode  # the tiny model has no tokenizer: ids as text
+        cut = engine.generate([[1, 5, 9]], strategy="superposed", k=3, max_new_tokens=8,
+                              stop=[" " + second + " "])
+    finally:
+        tiny.decode = tiny_decode
+    assert cut[0].finish_reason == "stop" and cut[0].text == str(full[0].token_ids[0])
+    assert [c.token_ids for c in cut] == [c.token_ids for c in full]  # tokens are kept
+
+
 def test_bad_input_names_the_field(tiny, tmp_path):
     engine = Engine(tiny)
     with pytest.raises(ConfigError, match=r"params\.k"):
@@ -124,9 +160,11 @@ def test_bad_input_names_the_field(tiny, tmp_path):
         engine.generate([[1, 2]], strategy="superposed", ngram_weight=1.5)
     with pytest.raises(ConfigError, match=r"params\.corpus: file not found"):
         engine.generate([[1, 2]], strategy="superposed", corpus=str(tmp_path / "none.txt"))
-    request = engine.request([[1, 2]], strategy="superposed")
-    with pytest.raises(ConfigError, match=r"constraint: superposed decoding does not support"):
-        run_generation(dataclasses.replace(request, constraint=object()))
+    with pytest.raises(ConfigError, match=r"constraint: strategy 'superposed' does not support"):
+        engine.request([[1, 2]], strategy="superposed",
+                       constraint={"type": "choice", "choices": ["a"]})
+    with pytest.raises(ConfigError, match=r"processors: strategy 'superposed' does not support"):
+        engine.request([[1, 2]], strategy="superposed", processors=["penalties"])
 
 
 @pytest.mark.smollm2
