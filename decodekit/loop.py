@@ -1,9 +1,11 @@
 """The decode loop: every strategy is a composition of these steps.
 
-Read :func:`run` top to bottom: each step drafts a token tree per row (or not),
-scores the pending tokens and the tree in one forward, applies constraints and logits
-processors, lets the verifier choose what to commit, commits it to the KV cache and the
-rows, and stops rows that are done. The functions below it are small; the state they
+Read :func:`run` and :func:`decode_step` top to bottom: each step drafts a token tree
+per row (or not), scores the pending tokens and the tree in one forward, applies
+constraints and logits processors, lets the verifier choose what to commit and commits it
+to the KV cache and the rows (:func:`decode_step`); then :func:`run` stops rows that are
+done. Drafters that run a model drive a state of their own with :func:`decode_step`
+(:class:`decodekit.substate.SubState`). The functions below are small; the state they
 share is :class:`DecodeState`.
 
 A row's *pending* tokens are committed tokens not yet in the KV cache: the prompt at the
@@ -143,33 +145,51 @@ def run(
     if not pipeline.verifier.rows_are_outputs:
         stop_checker = None  # the rows are search state; the reported rows are checked
     while state.rows:
-        view = state.view()
-        draft = propose(pipeline, view)  # 1. draft
-        positions = state.cache.next_positions.tolist()
-        step = build_step(state.pending, positions, draft, state.model.device,
-                          pending_inputs=state.pending_inputs)
-        result = state.model.forward(  # 2. forward: pending tokens + tree, one pass
-            step, state.cache, hidden_states=pipeline.needs_hidden_states
-        )
-        state.forward_passes += 1
-        output = step_output(state, step, result)
-        logits = output.raw_logits
-        if constraint is not None or pipeline.processors:
-            logits = logits.clone()  # processors may work in place; raw logits stay raw
-        if constraint is not None:  # 3. constrain
-            logits = apply_constraint(constraint, logits, draft)
-        output.logits = process(pipeline, logits, view, draft)  # 4. sample/process
-        selection = pipeline.verifier.select(view, output, draft)  # 5. verify / select
-        check_selection(selection, state, pipeline)
-        appended = commit(state, step, selection, draft, output, pipeline, constraint)  # 6.
-        if pipeline.drafter is not None:
-            pipeline.drafter.observe(view, draft, output, selection)
-        if pipeline.cache_policy is not None and not pipeline.cache_policy.exact:
-            evict(state, pipeline)
+        selection, appended = decode_step(state, pipeline, constraint)  # 1.-6.
         event = stop_rows(state, appended, selection, constraint, stop_checker)  # 7. stop
         drop_finished(state, pipeline, constraint)
         state.step += 1
         yield event
+
+
+def decode_step(
+    state: DecodeState, pipeline: Pipeline, constraint: CompiledConstraint | None = None
+) -> tuple[Selection, list[list[int]]]:
+    """One decode step, steps 1 to 6: draft, forward, constrain, process, select, commit.
+
+    The loop (:func:`run`) follows it with step 7, stopping rows; a drafter that runs a
+    model of its own drives its sub-state with this same function
+    (:class:`decodekit.substate.SubState`), whose rows never stop.
+
+    Returns
+    -------
+    (Selection, list of list of int)
+        What the verifier selected, and per row the tokens appended.
+    """
+    view = state.view()
+    draft = propose(pipeline, view)  # 1. draft
+    positions = state.cache.next_positions.tolist()
+    step = build_step(state.pending, positions, draft, state.model.device,
+                      pending_inputs=state.pending_inputs)
+    result = state.model.forward(  # 2. forward: pending tokens + tree, one pass
+        step, state.cache, hidden_states=pipeline.needs_hidden_states
+    )
+    state.forward_passes += 1
+    output = step_output(state, step, result)
+    logits = output.raw_logits
+    if constraint is not None or pipeline.processors:
+        logits = logits.clone()  # processors may work in place; raw logits stay raw
+    if constraint is not None:  # 3. constrain
+        logits = apply_constraint(constraint, logits, draft)
+    output.logits = process(pipeline, logits, view, draft)  # 4. sample/process
+    selection = pipeline.verifier.select(view, output, draft)  # 5. verify / select
+    check_selection(selection, state, pipeline)
+    appended = commit(state, step, selection, draft, output, pipeline, constraint)  # 6.
+    if pipeline.drafter is not None:
+        pipeline.drafter.observe(view, draft, output, selection)
+    if pipeline.cache_policy is not None and not pipeline.cache_policy.exact:
+        evict(state, pipeline)
+    return selection, appended
 
 
 def start(

@@ -12,6 +12,7 @@ MODULES = {
     "decodekit.model": "Model adapter",
     "decodekit.tree": "Step input and tree attention",
     "decodekit.sampling": "Warping and sampling",
+    "decodekit.substate": "Sub-states: drafters that run a model",
     "decodekit.embedded": "Embedded model",
     "decodekit.hf": "transformers integration",
     "decodekit.testing": "Test kit",

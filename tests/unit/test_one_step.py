@@ -1,7 +1,8 @@
-"""One decode step for all: no plugin replaces the loop through ``run_generation``."""
+"""One decode step for all: no plugin replaces the loop or runs a model outside its step."""
 
 from __future__ import annotations
 
+import ast
 import inspect
 import sys
 import warnings
@@ -22,8 +23,11 @@ def test_only_the_builtin_runner_implements_run_generation_as_a_non_wrapper():
     assert plugins.loop_replacements() == []
 
 
-def test_no_installed_plugin_defines_run_generation():
-    """Every strategy decodes in the loop: no installed plugin module defines the hook."""
+def _installed_plugin_modules():
+    """Every module of every installed (non built-in) plugin package, imported."""
+    import importlib
+    import pkgutil
+
     decodekit.get_registry()
     installed = [
         (name, plugin) for name, plugin in plugins.pm.list_name_plugin()
@@ -31,13 +35,44 @@ def test_no_installed_plugin_defines_run_generation():
     ]
     assert {name for name, _ in installed} >= {"beam", "speculative", "superposed"}
     for name, plugin in installed:
-        modules = [plugin] + [
-            module for module_name, module in sys.modules.items()
-            if module_name.startswith(plugin.__name__ + ".")
-        ]
-        for module in modules:
-            assert not hasattr(module, "run_generation"), f"{name}: {module.__name__}"
-            assert "def run_generation" not in inspect.getsource(module), module.__name__
+        yield name, plugin
+        for info in pkgutil.walk_packages(plugin.__path__, plugin.__name__ + "."):
+            yield name, importlib.import_module(info.name)
+
+
+def test_no_installed_plugin_defines_run_generation():
+    """Every strategy decodes in the loop: no installed plugin module defines the hook."""
+    for name, module in _installed_plugin_modules():
+        assert not hasattr(module, "run_generation"), f"{name}: {module.__name__}"
+        assert "def run_generation" not in inspect.getsource(module), module.__name__
+
+
+def _model_calls(tree: ast.AST) -> list[str]:
+    """Calls that run a model directly: ``x.forward(...)`` or ``x.hf(...)``/``hf(...)``."""
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr in {"forward", "hf"}:
+            found.append(f"line {node.lineno}: .{func.attr}(...)")
+        elif isinstance(func, ast.Name) and func.id == "hf":
+            found.append(f"line {node.lineno}: hf(...)")
+    return found
+
+
+def test_no_installed_plugin_calls_a_model_outside_the_step():
+    """Drafters that run a model drive a SubState with the loop's step function."""
+    for name, module in _installed_plugin_modules():
+        calls = _model_calls(ast.parse(inspect.getsource(module)))
+        assert calls == [], f"{name}: {module.__name__} {calls}"
+
+
+def test_the_model_call_finder_finds_model_calls():
+    tree = ast.parse("model.forward(step, cache)\nself.model.hf(input_ids=x)\nhf(x)\nf(x)")
+    assert _model_calls(tree) == [
+        "line 1: .forward(...)", "line 2: .hf(...)", "line 3: hf(...)"
+    ]
 
 
 class ReplacesTheLoop:

@@ -1,17 +1,20 @@
 """Model-based drafters: ``draft_model`` (a second, smaller LM) and ``layer_skip``.
 
-Both run a causal LM of their own one token at a time and keep its KV cache in step with
-the target: before each draft, every row's cache is rolled back to the longest common
-prefix of what it holds and the row's committed tokens (rejected draft tokens leave it
-this way, whatever number each row accepted), and the committed tokens it lacks are fed
-in one forward. Under greedy settings they propose argmax tokens (deterministic drafts);
-otherwise they sample from their own logits warped with the target's warper and report
-that distribution as the node's proposal, so rejection sampling stays lossless.
+Both run a causal LM of their own through a :class:`~decodekit.substate.SubState`: the
+loop's own step function over the draft model, one step per draft token, with a
+:class:`DraftSampler` as that state's verifier. Before each draft the sub-state is synced
+to the target's rows: every row's cache is rolled back to the longest common prefix of
+what it holds and the row's committed tokens (rejected draft tokens leave it this way,
+whatever number each row accepted), and the committed tokens it lacks are fed in the
+first step. Under greedy settings they propose argmax tokens (deterministic drafts);
+otherwise they sample with the kernel layer from their own logits warped with the
+target's warper and report that distribution as the node's proposal, so rejection
+sampling stays lossless. The logits stay on the model's device.
 
 Their randomness is per row: one kernel seed per row and step from the row's generator,
-and the uniform of the ``i``-th draft token is counter-based noise of (seed, ``i``). So a
-row's draft never depends on how long the other rows' drafts run, and the first ``k``
-tokens of a draft of length ``n > k`` are the draft of length ``k`` (adaptive lengths).
+and the ``i``-th draft token is drawn with a seed derived from (seed, ``i``). So a row's
+draft never depends on how long the other rows' drafts run, and the first ``k`` tokens
+of a draft of length ``n > k`` are the draft of length ``k`` (adaptive lengths).
 """
 
 from __future__ import annotations
@@ -28,13 +31,27 @@ from pydantic import ConfigDict, Field, field_validator
 
 from decodekit import BuildContext
 from decodekit.config import StrategyParams
-from decodekit.contracts import DecodeView, Drafter, DraftTree
+from decodekit.contracts import (
+    DecodeView,
+    Drafter,
+    DraftTree,
+    LanguageModel,
+    Selection,
+    StepOutput,
+    Verifier,
+)
 from decodekit.errors import ConfigError, ModelLoadError
-from decodekit.model import DTYPES, HFModel, LanguageModel, SlotCache
-from decodekit.sampling import Warper, inverse_cdf
-from decodekit.tree import build_step
+from decodekit.model import DTYPES, HFModel
+from decodekit.sampling import Warper
+from decodekit.substate import SubState
 
-__all__ = ["DraftModelDrafter", "LayerSkipDrafter", "ModelDrafter", "shallow_model"]
+__all__ = [
+    "DraftModelDrafter",
+    "DraftSampler",
+    "LayerSkipDrafter",
+    "ModelDrafter",
+    "shallow_model",
+]
 
 #: Draft models loaded from a directory, by (path, dtype, device), with the fingerprint
 #: of the files they were loaded from: a changed directory is loaded again.
@@ -115,12 +132,51 @@ def _load_draft_model(path: str | Path | None, dtype: str, device: str) -> HFMod
         return model
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+class DraftSampler(Verifier):
+    """The verifier of a model drafter's sub-state: one token per row from the draft logits.
+
+    Greedy settings take the argmax; otherwise the token is drawn with the kernel layer
+    (:meth:`Warper.sample`) from the warped draft distribution, which it keeps as the
+    node's proposal. The drafter sets :attr:`seeds` (one per row and draft token) before
+    each sub-step.
+
+    Parameters
+    ----------
+    warper : Warper
+        The target's sampling settings.
+
+    Attributes
+    ----------
+    seeds : LongTensor ``[rows]`` or None
+        Kernel seeds of this sub-step.
+    proposals : FloatTensor ``[rows, V]`` or None
+        The distribution the last tokens were drawn from (None under greedy settings).
+    confidence : FloatTensor ``[rows]`` or None
+        The largest draft probability at the last sub-step.
+    """
+
+    name = "draft_sampler"
+
+    def __init__(self, warper: Warper) -> None:
+        self.warper = warper
+        self.seeds: torch.Tensor | None = None
+        self.proposals: torch.Tensor | None = None
+        self.confidence: torch.Tensor | None = None
+
+    def select(self, view: DecodeView, output: StepOutput, draft: DraftTree | None) -> Selection:
+        """The next draft token of every row."""
+        logits = output.logits[:, 0]
+        if self.warper.is_greedy:
+            chosen = logits.argmax(-1)
+            self.proposals = None
+            self.confidence = torch.softmax(logits, -1).max(-1).values
+        else:
+            if self.seeds is None:
+                raise RuntimeError("DraftSampler.select: the drafter set no seeds")
+            self.proposals = self.warper.probs(logits)
+            chosen = self.warper.sample(logits, self.seeds.to(logits.device))
+            self.confidence = self.proposals.max(-1).values
+        return Selection.single(chosen.tolist())
 
 
 class ModelDrafter(Drafter):
@@ -156,77 +212,51 @@ class ModelDrafter(Drafter):
         self.draft_length = draft_length
         self.warper = warper
         self.confidence_threshold = confidence_threshold
-        self.cache: SlotCache | None = None
-        self.cached: list[list[int]] = []
-        #: Draft-model forwards so far.
-        self.forwards = 0
+        self.sampler = DraftSampler(warper)
+        #: The draft model's decode state; None until the first draft (or after a failure).
+        self.state: SubState | None = None
+
+    @property
+    def forwards(self) -> int:
+        """Draft-model forwards of the current state."""
+        return 0 if self.state is None else self.state.forwards
 
     def draft(self, view: DecodeView) -> DraftTree | None:
         """One chain per row of up to ``draft_length`` tokens."""
         try:
             return self._draft(view)
         except BaseException:
-            self.cache = None  # a failed forward leaves the cache half-written: rebuild
+            self.state = None  # a failed forward leaves the cache half-written: rebuild
             raise
 
-    def _sync(self, view: DecodeView) -> list[list[int]]:
-        """Roll each row back to its common prefix; return the tokens it must still read."""
-        rows = len(view.sequences)
-        if self.cache is None or len(self.cached) != rows:
-            cache = self.model.new_cache(rows)
-            assert isinstance(cache, SlotCache)
-            self.cache = cache
-            self.cached = [[] for _ in range(rows)]
-        counts, pending = [], []
-        for r, sequence in enumerate(view.sequences):
-            common = _common_prefix(self.cached[r], sequence)
-            if common == len(sequence):
-                common -= 1  # the last token must be fed again to get the logits after it
-            counts.append(len(self.cached[r]) - common)
-            del self.cached[r][common:]
-            pending.append(list(sequence[common:]))
-        if any(counts):
-            self.cache.rollback(torch.tensor(counts))
-        return pending
-
-    @torch.inference_mode()
     def _draft(self, view: DecodeView) -> DraftTree | None:
-        pending = self._sync(view)
-        assert self.cache is not None
-        rows, length = len(pending), max(int(self.draft_length), 1)
+        rows, length = len(view.sequences), max(int(self.draft_length), 1)
+        if self.state is None or self.state.rows != rows:
+            self.state = SubState(self.model, self.sampler, rows)
+        self.state.sync(view.sequences)
+        device = self.model.device
         greedy = self.warper.is_greedy
-        tokens = torch.full((rows, length), -1, dtype=torch.long)
-        proposals = None if greedy else torch.zeros((rows, length, self.model.vocab_size))
+        tokens = torch.full((rows, length), -1, dtype=torch.long, device=device)
+        proposals = (
+            None if greedy
+            else torch.zeros((rows, length, self.model.vocab_size), device=device)
+        )
         # one seed per row and step, drawn whatever the batch does; token i of the draft
-        # takes the counter-based uniform (seed, i), so rows that stop early or go on
-        # longer never shift another row's randomness
-        seeds = None if greedy else kernels.seeds_from_generators(view.generators)
-        alive = torch.ones(rows, dtype=torch.bool)
+        # takes a seed derived from (seed, i), so rows that stop early or go on longer
+        # never shift another row's randomness
+        seeds = None if greedy else kernels.seeds_from_generators(view.generators).tolist()
+        alive = torch.ones(rows, dtype=torch.bool, device=device)
         for i in range(length):
-            step = build_step(pending, self.cache.next_positions.tolist(), None, self.model.device)
-            result = self.model.forward(step, self.cache)
-            self.cache.commit(step.slot_valid)
-            self.forwards += 1
-            for r in range(rows):
-                self.cached[r].extend(pending[r])
-            logits = result.logits[:, -1].float().cpu()
-            if greedy:
-                chosen = logits.argmax(-1)
-                confidence = torch.softmax(logits, -1).max(-1).values
-            else:
-                q = self.warper.probs(logits)
-                assert seeds is not None
-                u = kernels.uniforms(seeds, i, torch.zeros_like(seeds))
-                chosen = inverse_cdf(q, u)
-                confidence = q.max(-1).values
-                assert proposals is not None
-                proposals[:, i] = torch.where(alive.unsqueeze(1), q, 0.0)
-            if self.confidence_threshold > 0:
-                alive &= confidence >= self.confidence_threshold
+            if seeds is not None:
+                self.sampler.seeds = torch.tensor([kernels.derive_seed(s, i) for s in seeds])
+            chosen = torch.tensor([t[0] for t in self.state.step()], device=device)
+            if proposals is not None and self.sampler.proposals is not None:
+                proposals[:, i] = torch.where(alive.unsqueeze(1), self.sampler.proposals, 0.0)
+            if self.confidence_threshold > 0 and self.sampler.confidence is not None:
+                alive &= self.sampler.confidence >= self.confidence_threshold
             tokens[:, i] = torch.where(alive, chosen, -1)
-            if not bool(alive.any()) or i == length - 1:
+            if not bool(alive.any()):
                 break
-            pending = [[int(t)] for t in chosen.tolist()]
         if not bool((tokens >= 0).any()):
             return None
         return DraftTree.chain(tokens, proposals)
@@ -239,10 +269,9 @@ class ModelDrafter(Drafter):
         return False
 
     def select_rows(self, rows: torch.Tensor) -> None:
-        """Keep the cache rows of the rows that stay."""
-        if self.cache is not None:
-            self.cache.select_rows(rows)
-            self.cached = [list(self.cached[i]) for i in rows.tolist()]
+        """Keep the draft state of the rows that stay."""
+        if self.state is not None:
+            self.state.select_rows(rows)
 
 
 def _check_vocabulary(target: LanguageModel, draft: LanguageModel, what: str) -> None:

@@ -9,6 +9,8 @@ their proposals exactly:
   branch. Proposals are its warped distributions.
 - :class:`ArgmaxMarkovDrafter` is deterministic: the root's ``branches`` most likely
   tokens, each continued by argmax.
+- :class:`MarkovModelDrafter` is the model drafter (:class:`ModelDrafter`) over a
+  Markov chain: it drafts through its own sub-state, with the loop's step function.
 
 Both follow the protocol's row-independence rules: one kernel seed per row and step,
 counter-based uniforms per (branch, depth), the branch count fixed at construction, so
@@ -35,8 +37,15 @@ from decodekit.config import StrategyParams
 from decodekit.contracts import DecodeView, Drafter, DraftTree
 from decodekit.sampling import Warper, inverse_cdf
 from decodekit.testing import MarkovModel
+from decodekit_speculative.drafters import ModelDrafter
 
-__all__ = ["ArgmaxMarkovDrafter", "FailingDrafter", "MarkovDrafter", "ToyDrafters"]
+__all__ = [
+    "ArgmaxMarkovDrafter",
+    "FailingDrafter",
+    "MarkovDrafter",
+    "MarkovModelDrafter",
+    "ToyDrafters",
+]
 
 
 class MarkovOptions(StrategyParams):
@@ -195,6 +204,24 @@ class FailingDrafter(Drafter):
         return DraftTree.chain(last.unsqueeze(1).repeat(1, self.draft_length))
 
 
+class MarkovModelDrafter(ModelDrafter):
+    """A :class:`ModelDrafter` over a random Markov chain: a model drafter on toy models.
+
+    It drafts through its own :class:`~decodekit.substate.SubState` (the loop's step
+    function over the draft chain), so the lossless tests cover the model drafters'
+    sync, sampling and proposals exactly.
+    """
+
+    name = "markov_model"
+    Options = MarkovOptions
+
+    def __init__(self, options: MarkovOptions, *, context: BuildContext, draft_length: int,
+                 max_nodes: int | None, warper: Warper) -> None:
+        chain = MarkovModel.random(context.model.vocab_size, seed=options.seed,
+                                   spread=options.spread)
+        super().__init__(chain, draft_length=draft_length, warper=warper)
+
+
 class ToyDrafters:
     """A plugin object registering the toy drafters (``markov``, ``markov_argmax``, ``failing``)."""
 
@@ -203,4 +230,5 @@ class ToyDrafters:
         """Register the toy drafters."""
         register(MarkovDrafter)
         register(ArgmaxMarkovDrafter)
+        register(MarkovModelDrafter)
         register(FailingDrafter)

@@ -110,3 +110,15 @@ def test_greedy_settings_give_greedy_tokens():
         assert [c.token_ids for c in spec] == [c.token_ids for c in plain]
         if options.get("seed") == 4:  # the draft chain is the target's: all accepted
             assert all(c.stats.accepted_draft_tokens == 9 for c in spec)
+
+
+@pytest.mark.parametrize(
+    ("model_seed", "draft_length", "warp"),
+    [(11, 3, {"temperature": 1.0}), (12, 2, {"temperature": 0.7, "top_k": 3, "top_p": 0.85})],
+)
+def test_a_model_drafter_on_its_own_substate_is_lossless(model_seed, draft_length, warp):
+    """The model drafters' machinery (sync to the target's rows, the loop's step over the
+    draft model, kernel-layer sampling, reported proposals) on a toy draft chain."""
+    check(model_seed, 1500 + model_seed, draft_length, warp, drafter="markov_model",
+          verify="chain")
+
