@@ -50,8 +50,10 @@ from decodekit import (
     Strategy,
     StrategyParams,
     Verifier,
+    Warper,
     hookimpl,
 )
+from decodekit.drafting import build_drafter
 from decodekit.errors import ConfigError
 
 __all__ = [
@@ -97,19 +99,43 @@ class TopKSiblingsDrafter(Drafter):
     tokens this step's forward scores; returns None, an ordinary step, when no row has
     root logits.
 
+    Built like every registered drafter (:mod:`decodekit.drafting`): the options give
+    ``k``; the draft length is 1 by nature (siblings of the root), and it ignores the
+    warper (its drafts are one-hot).
+
     Parameters
     ----------
-    k : int
-        Siblings per row.
+    options : TopKSiblingsDrafter.Options
+        ``k``, the siblings per row.
+    context, draft_length, max_nodes, warper
+        As in the drafter protocol.
     """
+
+    class Options(StrategyParams):
+        """Options of ``top_k_siblings``."""
+
+        k: int = Field(4, ge=1, description="Siblings per row (the candidates).")
 
     name = "top_k_siblings"
     deterministic = True
 
-    def __init__(self, k: int = 4) -> None:
-        if k < 1:
-            raise ValueError(f"top_k_siblings: k must be >= 1, got {k}")
-        self.k = k
+    def __init__(
+        self,
+        options: Options,
+        *,
+        context: BuildContext,
+        draft_length: int = 1,
+        max_nodes: int | None = None,
+        warper: Warper | None = None,
+    ) -> None:
+        self.k = options.k
+
+    @classmethod
+    def drafts_trees(
+        cls, options: StrategyParams, *, draft_length: int, max_nodes: int | None
+    ) -> bool:
+        """Always: ``k`` siblings (a chain only for ``k = 1``)."""
+        return getattr(options, "k", 2) > 1
 
     def draft(self, view: DecodeView) -> DraftTree | None:
         """``k`` siblings per row with root logits (``-1`` for the others), or None."""
@@ -303,8 +329,9 @@ def _build(params: ContrastiveParams, context: BuildContext) -> Pipeline:
             f"({vocab} tokens)"
         )
     verifier = ContrastiveVerifier(params.alpha, context.kernel_backend("degeneration_penalty"))
-    return Pipeline(verifier=verifier, drafter=TopKSiblingsDrafter(params.top_k),
-                    needs_hidden_states=True)
+    drafter = build_drafter("top_k_siblings", {"k": params.top_k}, context=context,
+                            draft_length=1, max_nodes=None, warper=None)
+    return Pipeline(verifier=verifier, drafter=drafter, needs_hidden_states=True)
 
 
 CONTRASTIVE = Strategy(

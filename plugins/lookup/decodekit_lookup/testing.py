@@ -20,6 +20,7 @@ from pydantic import Field
 
 from decodekit import BuildContext, Guarantee, Pipeline, Strategy, hookimpl
 from decodekit.config import StrategyParams
+from decodekit.drafting import build_drafter
 
 __all__ = ["DRAFT_GREEDY", "DraftGreedyParams", "DraftGreedyPlugin"]
 
@@ -34,14 +35,9 @@ class DraftGreedyParams(StrategyParams):
 
 
 def _build(params: DraftGreedyParams, context: BuildContext) -> Pipeline:
-    factory = context.registry.get("drafters", params.drafter)
-    drafter = factory(
-        factory.Options(**params.drafter_options),
-        context=context,
-        draft_length=params.draft_length,
-        max_nodes=params.max_nodes,
-        warper=None,
-    )
+    drafter = build_drafter(params.drafter, params.drafter_options, context=context,
+                            draft_length=params.draft_length, max_nodes=params.max_nodes,
+                            warper=None)
     return Pipeline(verifier=context.registry.get("verifiers", "argmax")(), drafter=drafter)
 
 

@@ -6,7 +6,7 @@ sampling settings verification is rejection sampling (:mod:`~decodekit_speculati
 so the output follows the target distribution exactly (``lossless``); under greedy settings
 it is exact match, so the tokens equal plain greedy decoding.
 
-Any registered drafter that follows :mod:`decodekit_speculative.protocol` can be named in
+Any registered drafter that follows :mod:`decodekit.drafting` can be named in
 ``drafter``; this package registers ``draft_model`` and ``layer_skip``
 (:mod:`~decodekit_speculative.drafters`)::
 
@@ -24,29 +24,22 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from decodekit import BuildContext, Guarantee, Pipeline, Strategy, hookimpl
 from decodekit.config import SamplingParams
 from decodekit.contracts import Drafter, Verifier
+from decodekit.drafting import build_drafter, drafts_trees, validate_drafter_options
 from decodekit.errors import ConfigError
 from decodekit.sampling import Warper
 from decodekit_speculative.adaptive import AdaptiveDraftLength, best_draft_length
 from decodekit_speculative.drafters import DraftModelDrafter, LayerSkipDrafter
-from decodekit_speculative.protocol import (
-    DrafterFactory,
-    build_drafter,
-    drafts_trees,
-    validate_drafter_options,
-)
 from decodekit_speculative.verifiers import RejectionChainVerifier, RejectionTreeVerifier
 
 __all__ = [
     "SPECULATIVE",
     "AdaptiveDraftLength",
     "DraftModelDrafter",
-    "DrafterFactory",
     "LayerSkipDrafter",
     "RejectionChainVerifier",
     "RejectionTreeVerifier",
     "SpeculativeParams",
     "best_draft_length",
-    "build_drafter",
 ]
 
 

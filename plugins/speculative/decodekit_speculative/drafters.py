@@ -369,7 +369,7 @@ class DraftModelDrafter(ModelDrafter):
     context : BuildContext
         The target model and registry.
     draft_length, max_nodes, warper
-        As in the drafter protocol (:mod:`decodekit_speculative.protocol`); drafts are
+        As in the drafter protocol (:mod:`decodekit.drafting`); drafts are
         chains, so ``max_nodes`` only caps the chain length.
 
     Raises

@@ -1,12 +1,20 @@
-"""The drafter protocol: how any plugin's drafter plugs into the ``speculative`` strategy.
+"""The drafter protocol: how a registered drafter is built, by any strategy or test.
 
 A drafter is a :class:`decodekit.contracts.Drafter` subclass registered through the
-``register_drafters`` hook. The ``speculative`` strategy builds it from its parameters::
+``register_drafters`` hook. A strategy that drafts (``speculative``, a lookup strategy,
+the conformance kit's :func:`decodekit.testing.assert_lossless`) builds it with
+:func:`build_drafter`::
 
-    factory = context.registry.get("drafters", params.drafter)
-    options = factory.Options.model_validate(params.drafter_options)
-    drafter = factory(options, context=context, draft_length=params.draft_length,
-                      max_nodes=params.max_nodes, warper=warper)
+    drafter = build_drafter(params.drafter, params.drafter_options, context=context,
+                            draft_length=params.draft_length, max_nodes=params.max_nodes,
+                            warper=warper)
+
+which validates the options and calls the class::
+
+    factory = context.registry.get("drafters", name)
+    options = factory.Options.model_validate(options)
+    drafter = factory(options, context=context, draft_length=draft_length,
+                      max_nodes=max_nodes, warper=warper)
 
 so a drafter class provides:
 
@@ -21,7 +29,8 @@ so a drafter class provides:
     ``draft_length`` the chain length or tree depth to propose (at least 1);
     ``max_nodes`` a node budget for trees (None: no budget beyond ``draft_length`` for
     chains); ``warper`` the :class:`~decodekit.sampling.Warper` of the target's sampling
-    settings. A drafter that samples must report, for every node, the exact float32
+    settings, or None for a strategy without sampling settings (propose argmax tokens
+    then). A drafter that samples must report, for every node, the exact float32
     distribution it drew the node from (``DraftTree.proposals``); warping its own logits
     with ``warper.probs`` makes the proposals close to the target's and acceptance high.
     Under greedy settings (``warper.is_greedy``) it should propose argmax tokens.
@@ -62,18 +71,18 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
-from decodekit import BuildContext
 from decodekit.config import StrategyParams, format_validation_error
 from decodekit.contracts import Drafter
-from decodekit.errors import ConfigError
+from decodekit.errors import ConfigError, PluginContractError
 from decodekit.sampling import Warper
+from decodekit.strategy import BuildContext
 
 __all__ = ["DrafterFactory", "build_drafter", "drafts_trees", "validate_drafter_options"]
 
 
 @runtime_checkable
 class DrafterFactory(Protocol):
-    """What the ``speculative`` strategy needs from a registered drafter class."""
+    """What a strategy needs from a registered drafter class (see the module docs)."""
 
     name: ClassVar[str]
     deterministic: ClassVar[bool]
@@ -86,7 +95,7 @@ class DrafterFactory(Protocol):
         context: BuildContext,
         draft_length: int,
         max_nodes: int | None,
-        warper: Warper,
+        warper: Warper | None,
     ) -> Drafter:
         """Build the drafter for one generation call."""
         ...
@@ -106,7 +115,7 @@ def validate_drafter_options(factory: Any, options: dict[str, Any]) -> StrategyP
     if not (isinstance(model, type) and issubclass(model, StrategyParams)):
         raise ConfigError(
             f"drafter {name!r} has no Options model (a decodekit.config.StrategyParams "
-            "subclass), so it cannot be used by the speculative strategy"
+            "subclass), so no strategy can build it"
         )
     try:
         return model.model_validate(options)
@@ -138,7 +147,7 @@ def build_drafter(
     context: BuildContext,
     draft_length: int,
     max_nodes: int | None,
-    warper: Warper,
+    warper: Warper | None,
 ) -> Drafter:
     """Look up, validate and construct the registered drafter ``name``.
 
@@ -156,5 +165,8 @@ def build_drafter(
         warper=warper,
     )
     if not isinstance(drafter, Drafter):
-        raise TypeError(f"drafter {name!r} built a {type(drafter).__name__}, not a Drafter")
+        plugin = context.registry.plugin_of("drafters", factory)
+        raise PluginContractError(
+            plugin, "drafter", name, f"built a {type(drafter).__name__}, not a Drafter"
+        )
     return drafter
