@@ -2,8 +2,8 @@
 
 Use it in a plugin's own test suite to prove what a strategy claims:
 
->>> from decodekit.testing import MarkovModel, exact_sequence_distribution, sample_sequences
->>> model = MarkovModel.random(vocab_size=4, seed=0)
+>>> from decodekit.testing import AttentionModel, exact_sequence_distribution, sample_sequences
+>>> model = AttentionModel.random(vocab_size=4, seed=0)
 >>> exact = exact_sequence_distribution(model, prompt=[0], length=3, temperature=0.8)
 >>> samples = sample_sequences(model, [0], length=3, n=4000, strategy="sample",
 ...                            temperature=0.8, seed=1)
@@ -11,10 +11,11 @@ Use it in a plugin's own test suite to prove what a strategy claims:
 
 One concern per module:
 
-- :mod:`~decodekit.testing.models`: :class:`MarkovModel`, a first-order Markov chain
-  over a small vocabulary that the decode loop drives like a real model (token trees,
-  KV-cache operations and all), so the exact probability of every output sequence is a
-  product of transition probabilities; :func:`tiny_llama`, a tiny random Hugging Face Llama.
+- :mod:`~decodekit.testing.models`: :class:`AttentionModel`, a one-layer attention model
+  in float64 that the decode loop drives like a real model (token trees, positions, KV
+  cache with holes), whose logits are recomputed exactly from scratch for any sequence;
+  :class:`MarkovModel`, a first-order Markov chain (blind to positions, masks and the
+  cache); :func:`tiny_llama`, a tiny random Hugging Face Llama.
 - :mod:`~decodekit.testing.reference`: the reference penalties and warpers, written for
   clarity (float64, plain loops) and independent of the kernels the strategies use.
 - :mod:`~decodekit.testing.distributions`: exact output distributions by full
@@ -35,7 +36,7 @@ from decodekit.testing.conformance import (
     check_plugin,
 )
 from decodekit.testing.distributions import exact_sequence_distribution, next_token_logits
-from decodekit.testing.models import MarkovModel, tiny_llama
+from decodekit.testing.models import AttentionCache, AttentionModel, MarkovModel, tiny_llama
 from decodekit.testing.reference import reference_penalties, reference_warp
 from decodekit.testing.registration import registered_plugin
 from decodekit.testing.stats import (
@@ -48,6 +49,8 @@ from decodekit.testing.stats import (
 )
 
 __all__ = [
+    "AttentionCache",
+    "AttentionModel",
     "ChiSquareResult",
     "MarkovModel",
     "PluginCheckError",

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 import torch
 
 from decodekit.model import LanguageModel
-from decodekit.testing.models import MarkovModel
 from decodekit.testing.reference import reference_penalties, reference_warp
 
 __all__ = ["exact_sequence_distribution", "next_token_logits"]
@@ -21,18 +20,42 @@ __all__ = ["exact_sequence_distribution", "next_token_logits"]
 def next_token_logits(model: LanguageModel, sequence: Sequence[int]) -> list[float]:
     """The model's logits after ``sequence``, computed with no KV cache at all.
 
-    A :class:`MarkovModel` reads its table; a Hugging Face model (:func:`tiny_llama`) runs
-    one plain forward over the whole sequence, so the result is independent of the
-    decode loop's cache, masks and positions: the reference they are tested against.
+    A toy model (:class:`~decodekit.testing.AttentionModel`,
+    :class:`~decodekit.testing.MarkovModel`) answers with its ``exact_logits`` method; a
+    Hugging Face model (:func:`~decodekit.testing.tiny_llama`) runs one plain forward over
+    the whole sequence. Either way the result is independent of the decode loop's cache,
+    masks and positions: the reference they are tested against.
+
+    Parameters
+    ----------
+    model : LanguageModel
+        A model with an ``exact_logits(sequence)`` method, or an
+        :class:`~decodekit.HFModel`.
+    sequence : sequence of int
+        Prompt and generated tokens (at least one).
+
+    Returns
+    -------
+    list of float
+        ``V`` logits, as float64 values.
     """
-    if isinstance(model, MarkovModel):
-        return model.log_probs[sequence[-1]].double().tolist()
+    exact = getattr(model, "exact_logits", None)
+    if callable(exact):
+        return list(exact(sequence))
     hf = getattr(model, "hf", None)
     if hf is None:
         raise TypeError(f"next_token_logits: no plain forward for {type(model).__name__}")
     with torch.inference_mode():
         ids = torch.tensor([list(sequence)], device=model.device)
         return hf(input_ids=ids).logits[0, -1].double().tolist()
+
+
+def _logits_of(model: LanguageModel, sequences: list[list[int]]) -> list[list[float]]:
+    """:func:`next_token_logits` of every sequence (batched where the model can)."""
+    many = getattr(model, "exact_logits_many", None)
+    if callable(many):
+        return [list(row) for row in many(sequences)]
+    return [next_token_logits(model, sequence) for sequence in sequences]
 
 
 def exact_sequence_distribution(
@@ -43,28 +66,44 @@ def exact_sequence_distribution(
 ) -> dict[tuple[int, ...], float]:
     """Exact probability of every output of ``length`` tokens under sampling settings.
 
-    ``settings`` are :class:`~decodekit.config.SamplingParams` fields (warpers and
-    penalties). A sequence that hits the model's EOS ends there (shorter key). The model
-    is a :class:`MarkovModel` or a small Hugging Face model such as :func:`tiny_llama`
-    (with real attention, positions and a cache; its logits come from
-    :func:`next_token_logits`): keep ``V ** length`` small.
+    Parameters
+    ----------
+    model : LanguageModel
+        Anything :func:`next_token_logits` accepts: a toy model or a small Hugging Face
+        model. Every prefix is recomputed from scratch, so keep ``V ** length`` small.
+    prompt : sequence of int
+    length : int
+        Tokens per output; a sequence that hits the model's EOS ends there (shorter key).
+    **settings
+        :class:`~decodekit.config.SamplingParams` fields (warpers and penalties), applied
+        by :func:`~decodekit.testing.reference_penalties` and
+        :func:`~decodekit.testing.reference_warp`.
+
+    Returns
+    -------
+    dict of tuple of int to float
+        Every output of nonzero probability and its probability (they sum to 1).
     """
     penalty_keys = ("repetition_penalty", "presence_penalty", "frequency_penalty")
     penalties = {k: settings[k] for k in penalty_keys if k in settings}
     warp = {k: v for k, v in settings.items() if k not in penalty_keys}
     result: dict[tuple[int, ...], float] = {}
-
-    def extend(sequence: list[int], generated: tuple[int, ...], prob: float) -> None:
-        if len(generated) == length or (generated and generated[-1] in model.eos_token_ids):
-            result[generated] = result.get(generated, 0.0) + prob
-            return
-        logits = next_token_logits(model, sequence)
-        if penalties:
-            logits = reference_penalties(logits, sequence, len(prompt), **penalties)
-        probs = reference_warp(logits, **warp)
-        for token, p in enumerate(probs):
-            if p > 0.0:
-                extend([*sequence, token], (*generated, token), prob * p)
-
-    extend(list(prompt), (), 1.0)
+    # breadth first: one (batched) recomputation per output length
+    frontier: list[tuple[list[int], tuple[int, ...], float]] = [(list(prompt), (), 1.0)]
+    while frontier:
+        active = []
+        for sequence, generated, prob in frontier:
+            if len(generated) == length or (generated and generated[-1] in model.eos_token_ids):
+                result[generated] = result.get(generated, 0.0) + prob
+            else:
+                active.append((sequence, generated, prob))
+        frontier = []
+        all_logits = _logits_of(model, [sequence for sequence, _, _ in active])
+        for (sequence, generated, prob), logits in zip(active, all_logits, strict=True):
+            if penalties:
+                logits = reference_penalties(logits, sequence, len(prompt), **penalties)
+            probs = reference_warp(logits, **warp)
+            for token, p in enumerate(probs):
+                if p > 0.0:
+                    frontier.append(([*sequence, token], (*generated, token), prob * p))
     return result
