@@ -4,7 +4,8 @@
   register.
 - :func:`assert_lossless` compares a strategy's outputs with the exact target
   distribution (chi-square); :func:`assert_greedy_equivalent` compares its tokens with
-  plain greedy decoding.
+  plain greedy decoding. Both run on :class:`~decodekit.testing.AttentionModel` by
+  default, so tree masks, positions and cache commits are part of what they check.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from decodekit.model import LanguageModel
 from decodekit.testing.distributions import exact_sequence_distribution
-from decodekit.testing.models import MarkovModel
+from decodekit.testing.models import AttentionModel
 from decodekit.testing.registration import registered_plugin
 from decodekit.testing.stats import ChiSquareResult, assert_matches_distribution, sample_sequences
 
@@ -231,10 +232,23 @@ def check_plugin(plugin: object | str, name: str | None = None) -> PluginReport:
     return PluginReport(name=label, hooks=hooks, registered=registered)
 
 
+
 def _sampling_settings(params: Mapping[str, Any]) -> dict[str, Any]:
     from decodekit.config import SamplingParams
 
     return {k: v for k, v in params.items() if k in SamplingParams.model_fields}
+
+
+def _as_strategy_params(
+    strategy: Any, drafter: Any, verifier: Any, params: dict[str, Any]
+) -> tuple[Any, Any]:
+    """With a strategy given, ``drafter`` / ``verifier`` are its parameters (speculative's)."""
+    if strategy is None:
+        return drafter, verifier
+    for key, value in (("drafter", drafter), ("verifier", verifier)):
+        if value is not None:
+            params[key] = value
+    return None, None
 
 
 @contextlib.contextmanager
@@ -315,7 +329,7 @@ def assert_lossless(
     *,
     drafter: Any = None,
     verifier: Any = None,
-    model: MarkovModel | None = None,
+    model: LanguageModel | None = None,
     prompt: Sequence[int] = (0,),
     length: int = 3,
     samples: int = 3000,
@@ -325,11 +339,14 @@ def assert_lossless(
 ) -> ChiSquareResult:
     """Fail unless a strategy's outputs follow exactly the target model's distribution.
 
-    Generates ``samples`` outputs of ``length`` tokens on a toy :class:`MarkovModel`
-    (default: a random 5-token chain) and runs :func:`assert_matches_distribution` against
-    :func:`exact_sequence_distribution` under the sampling settings among ``params``
-    (temperature, top-k, top-p, min-p, typical-p, penalties). A correct strategy fails
-    with probability ``alpha``; run it with fixed seeds so that it cannot flake.
+    Generates ``samples`` outputs of ``length`` tokens and runs
+    :func:`~decodekit.testing.assert_matches_distribution` against
+    :func:`~decodekit.testing.exact_sequence_distribution` under the sampling settings
+    among ``params`` (temperature, top-k, top-p, min-p, typical-p, penalties). The default
+    model is a random 5-token :class:`~decodekit.testing.AttentionModel`, whose logits
+    depend on positions and on every attended token, so the decode loop's tree masks,
+    positions and cache commits are checked along with the strategy. A correct strategy
+    fails with probability ``alpha``; run it with fixed seeds so that it cannot flake.
 
     Parameters
     ----------
@@ -338,17 +355,30 @@ def assert_lossless(
     drafter, verifier : str, class or object, optional
         Instead of a strategy: check a verifier (a registered name, a class taking a
         ``warper`` or nothing, or an instance), optionally with a drafter feeding it.
-    model : MarkovModel, optional
+        With a strategy they are strategy parameters (``speculative``'s ``drafter``).
+    model : LanguageModel, optional
+        A model :func:`~decodekit.testing.next_token_logits` accepts; default
+        ``AttentionModel.random(5, seed=seed)``.
     prompt, length, samples, alpha, seed
         The experiment.
     **params
         Strategy parameters (sampling settings among them).
 
+    Returns
+    -------
+    ChiSquareResult
+
+    Raises
+    ------
+    AssertionError
+        An output of probability zero appeared, or the chi-square test rejects at ``alpha``.
+
     Examples
     --------
     >>> assert_lossless("sample", temperature=0.8, top_p=0.9)
     """
-    model = model or MarkovModel.random(5, seed=seed)
+    drafter, verifier = _as_strategy_params(strategy, drafter, verifier, params)
+    model = model or AttentionModel.random(5, seed=seed)
     exact = exact_sequence_distribution(model, prompt, length, **_sampling_settings(params))
     with _strategy_named(strategy, drafter, verifier) as name:
         counts = sample_sequences(
@@ -371,11 +401,19 @@ def assert_greedy_equivalent(
 
     Parameters are those of :func:`assert_lossless`; ``params`` should make the strategy
     greedy (for example ``temperature=0``). The default model is a random 8-token
-    :class:`MarkovModel` (use :func:`tiny_llama` or a real model for the model path).
+    :class:`~decodekit.testing.AttentionModel` (use :func:`~decodekit.testing.tiny_llama`
+    or a real model for the model path). The prompts run as one batch of different
+    lengths (left padding), so padding and per-row positions are exercised too.
+
+    Raises
+    ------
+    AssertionError
+        Naming the first prompt whose tokens differ.
     """
     from decodekit.engine import Engine
 
-    engine = Engine(model or MarkovModel.random(8, seed=0))
+    drafter, verifier = _as_strategy_params(strategy, drafter, verifier, params)
+    engine = Engine(model or AttentionModel.random(8, seed=0))
     plain = engine.generate([list(p) for p in prompts], strategy="greedy",
                             max_new_tokens=max_new_tokens)
     with _strategy_named(strategy, drafter, verifier) as name:

@@ -10,6 +10,7 @@ import pytest
 from decodekit import Engine
 from decodekit.drafting import build_drafter
 from decodekit.testing import (
+    AttentionModel,
     MarkovModel,
     assert_matches_distribution,
     exact_sequence_distribution,
@@ -55,7 +56,7 @@ def test_it_drafts_what_followed_the_last_ngram(echo):
 
 
 def test_greedy_speculative_with_it_is_greedy_decoding(echo):
-    engine = Engine(MarkovModel.random(8, seed=3, spread=4.0))
+    engine = Engine(AttentionModel.random(8, seed=3))
     prompts = [[1, 2, 3, 1, 2], [4, 4, 4], [0]]
     greedy = engine.generate(prompts, strategy="greedy", max_new_tokens=16)
     result = engine.run(engine.request(prompts, strategy="speculative", drafter="echo",
@@ -67,7 +68,7 @@ def test_greedy_speculative_with_it_is_greedy_decoding(echo):
 
 def test_sampling_speculative_with_it_keeps_the_target_distribution(echo):
     """Chi-square at alpha = 1e-4 over 3000 rows of 3 tokens (fixed seeds: never flaky)."""
-    model = MarkovModel.random(5, seed=4)
+    model = AttentionModel.random(5, seed=4)
     prompt = [0, 1, 0]
     exact = exact_sequence_distribution(model, prompt, 3, temperature=0.9)
     counts = sample_sequences(model, prompt, length=3, n=3000, strategy="speculative",

@@ -21,7 +21,7 @@ from decodekit.contracts import (
 )
 from decodekit.engine import Engine
 from decodekit.strategy import Guarantee, Pipeline, Strategy
-from decodekit.testing import MarkovModel, registered_plugin
+from decodekit.testing import AttentionModel, MarkovModel, registered_plugin
 
 PROMPTS = [[1], [2, 3], [4, 5, 1]]
 
@@ -78,9 +78,8 @@ def test_hook_register_drafters():
         def register_strategies(self, register):
             register(strategy)
 
-    # a chain that likes to repeat tokens, so drafts are sometimes accepted
-    model = MarkovModel(torch.eye(6) * 3.0 + torch.randn(6, 6, generator=torch.Generator().manual_seed(0)))
-    engine = Engine(model)
+    # greedy decoding of the toy attention model falls into repeats, so drafts get accepted
+    engine = Engine(AttentionModel.random(6, seed=0))
     with registered_plugin(Plugin(), name="drafting"):
         drafted = engine.generate(PROMPTS, strategy="greedy_repeat", max_new_tokens=12)
     plain = engine.generate(PROMPTS, strategy="greedy", max_new_tokens=12)

@@ -11,6 +11,7 @@ import decodekit
 from decodekit.engine import Engine
 from decodekit.errors import ConfigError
 from decodekit.testing import (
+    AttentionModel,
     MarkovModel,
     assert_greedy_equivalent,
     check_plugin,
@@ -119,9 +120,12 @@ def test_a_batch_equals_prompts_one_at_a_time(eos_llama):
 @given(vocab=st.integers(3, 4), seed=st.integers(0, 10_000), with_eos=st.booleans())
 def test_exhaustive_beam_ranks_every_sequence_exactly(vocab, seed, with_eos):
     """With beams for every prefix, ``early_stopping='never'`` and no length penalty, beam
-    search is exhaustive: it returns every complete sequence, ranked by exact log-probability."""
+    search is exhaustive: it returns every complete sequence, ranked by exact log-probability.
+
+    On an attention model (logits depend on positions and every earlier token), so the
+    beams' forks and reorders of the KV cache must keep each hypothesis's own keys."""
     length = 3
-    model = MarkovModel.random(vocab, seed=seed, eos_token_id=vocab - 1 if with_eos else None)
+    model = AttentionModel.random(vocab, seed=seed, eos_token_id=vocab - 1 if with_eos else None)
     exact = exact_sequence_distribution(model, [0], length)
     beams = vocab**length
     out = Engine(model).generate(

@@ -1,8 +1,9 @@
 """``stochastic_beam`` samples k sequences without replacement, exactly, on toy models.
 
 Exact reference: :func:`decodekit.testing.exact_sequence_distribution` enumerates every
-complete output of a Markov chain (EOS ends an output early; otherwise outputs have the
-token limit's length) and :func:`decodekit_beam.ordered_sample_distribution`
+complete output of a toy :class:`~decodekit.testing.AttentionModel`, recomputing every
+prefix from scratch (EOS ends an output early; otherwise outputs have the token limit's
+length), so forked and reordered beams must keep their own KV-cache entries and :func:`decodekit_beam.ordered_sample_distribution`
 enumerates every ordered draw of k of them without replacement. Each statistical test
 states its sample size and significance; all seeds are fixed (hypothesis runs
 derandomized in CI), so a test passes or fails the same way every run.
@@ -24,7 +25,7 @@ from scipy.stats import binom
 
 from decodekit.engine import Engine
 from decodekit.testing import (
-    MarkovModel,
+    AttentionModel,
     assert_lossless,
     assert_matches_distribution,
     exact_sequence_distribution,
@@ -69,8 +70,8 @@ def test_conditional_gumbel_has_the_parent_as_maximum():
 
 
 def test_one_beam_passes_the_lossless_kit():
-    """The conformance kit's check: 3,000 outputs of a random 5-token chain, chi-square
-    at alpha = 1e-4, against the exact distribution at temperature 0.8."""
+    """The conformance kit's check: 3,000 outputs of a random 5-token attention model,
+    chi-square at alpha = 1e-4, against the exact distribution at temperature 0.8."""
     assert_lossless("stochastic_beam", num_beams=1, temperature=0.8, seed=3)
 
 
@@ -78,8 +79,8 @@ def test_one_beam_is_ancestral_sampling():
     """k=1: 3,000 sequences of 3 tokens follow the exact model distribution (chi-square,
     alpha = 1e-4), with and without EOS and with a temperature."""
     for model, temperature in (
-        (MarkovModel.random(5, seed=11), 1.0),
-        (MarkovModel.random(4, seed=12, eos_token_id=3), 0.7),
+        (AttentionModel.random(5, seed=11), 1.0),
+        (AttentionModel.random(4, seed=12, eos_token_id=3), 0.7),
     ):
         exact = exact_sequence_distribution(model, [0], 3, temperature=temperature)
         counts = sample_sequences(model, [0], length=3, n=3000, strategy="stochastic_beam",
@@ -89,12 +90,12 @@ def test_one_beam_is_ancestral_sampling():
 
 @given(
     vocab=st.integers(2, 4),
-    chain_seed=st.integers(0, 10_000),
+    model_seed=st.integers(0, 10_000),
     k=st.integers(2, 4),
     with_eos=st.booleans(),
 )
-def test_k_samples_are_exact_draws_without_replacement(vocab, chain_seed, k, with_eos):
-    """Each example: a random chain, 2,000 k-samples of outputs of up to 3 tokens.
+def test_k_samples_are_exact_draws_without_replacement(vocab, model_seed, k, with_eos):
+    """Each example: a random attention model, 2,000 k-samples of outputs of up to 3 tokens.
 
     1. The ordered k-tuple follows the exact law of sequential draws without replacement
        (chi-square, alpha = 1e-4; zero-probability tuples must never appear).
@@ -103,10 +104,10 @@ def test_k_samples_are_exact_draws_without_replacement(vocab, chain_seed, k, wit
     """
     n, length = 2000, 3
     eos = vocab - 1 if with_eos else None
-    model = MarkovModel.random(vocab, seed=chain_seed, eos_token_id=eos)
-    prompt = [chain_seed % vocab]
+    model = AttentionModel.random(vocab, seed=model_seed, eos_token_id=eos)
+    prompt = [model_seed % vocab]
     exact = exact_sequence_distribution(model, prompt, length)
-    samples, completions = draw_samples(model, prompt, k=k, length=length, n=n, seed=chain_seed)
+    samples, completions = draw_samples(model, prompt, k=k, length=length, n=n, seed=model_seed)
     assert all(len(set(s)) == len(s) == min(k, len(exact)) for s in samples)  # distinct
 
     ordered = ordered_sample_distribution(exact, k)
@@ -126,7 +127,7 @@ def test_k_samples_are_exact_draws_without_replacement(vocab, chain_seed, k, wit
 
 
 def test_seeded_runs_are_reproducible_and_seeds_matter():
-    model = MarkovModel.random(6, seed=2, eos_token_id=5)
+    model = AttentionModel.random(6, seed=2, eos_token_id=5)
     first, _ = draw_samples(model, [0], k=3, length=6, n=40, seed=9)
     again, _ = draw_samples(model, [0], k=3, length=6, n=40, seed=9)
     other, _ = draw_samples(model, [0], k=3, length=6, n=40, seed=10)

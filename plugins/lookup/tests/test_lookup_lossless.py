@@ -1,9 +1,11 @@
-"""Lossless under sampling: the lookup drafters inside ``speculative`` on toy Markov chains.
+"""Lossless under sampling: the lookup drafters inside ``speculative`` on a toy attention model.
 
 Both drafters are deterministic (one-hot proposals); rejection sampling must then commit
-tokens that follow exactly the target distribution. Each test draws n = 4000 sequences
-of 3 tokens (64 outcomes on a 4-token chain) with fixed seeds and runs a chi-square
-goodness-of-fit test against the exact sequence distribution at significance
+tokens that follow exactly the target distribution. The target is a 4-token
+:class:`~decodekit.testing.AttentionModel`, whose logits depend on positions and on every
+attended token, so tree masks, node positions and cache commits are checked too. Each
+test draws n = 4000 sequences of 3 tokens (64 outcomes) with fixed seeds and runs a
+chi-square goodness-of-fit test against the exact sequence distribution at significance
 alpha = 1e-4 (a correct implementation fails with probability 1e-4; being derandomized
 by fixed seeds it either always passes or always fails).
 """
@@ -11,12 +13,11 @@ by fixed seeds it either always passes or always fails).
 from __future__ import annotations
 
 import pytest
-import torch
 
 import decodekit
 from decodekit import Engine
 from decodekit.testing import (
-    MarkovModel,
+    AttentionModel,
     assert_matches_distribution,
     exact_sequence_distribution,
     sample_sequences,
@@ -27,15 +28,6 @@ pytestmark = pytest.mark.skipif(
     reason="the speculative strategy (plugins/speculative) is not installed",
 )
 
-
-def peaked_chain() -> MarkovModel:
-    """A 4-token chain with one likely successor per token, so drafts are often right."""
-    generator = torch.Generator().manual_seed(7)
-    logits = torch.randn(4, 4, generator=generator)
-    logits[torch.arange(4), torch.tensor([1, 2, 3, 0])] += 2.5
-    return MarkovModel(logits)
-
-
 CASES = [
     ("prompt_lookup", "chain", {}),
     ("prompt_lookup", "tree", {"num_candidates": 3, "max_ngram": 2}),
@@ -44,8 +36,8 @@ CASES = [
 
 
 @pytest.mark.parametrize(("drafter", "verify", "options"), CASES)
-def test_lossless_on_markov_chain(drafter, verify, options):
-    model = peaked_chain()
+def test_lossless_on_an_attention_model(drafter, verify, options):
+    model = AttentionModel.random(4, seed=7)
     prompt = [0, 1, 2, 3, 0, 1, 2, 3, 0]  # repeated pattern: prompt lookup always matches
     settings = {"temperature": 0.9, "top_p": 0.95}
     exact = exact_sequence_distribution(model, prompt, 3, **settings)

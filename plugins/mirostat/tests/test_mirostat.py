@@ -10,6 +10,7 @@ import decodekit
 from decodekit.engine import Engine
 from decodekit.errors import ConfigError
 from decodekit.testing import (
+    AttentionModel,
     MarkovModel,
     assert_lossless,
     assert_matches_distribution,
@@ -34,7 +35,7 @@ def test_plugin_conforms():
 
 def test_high_tau_is_plain_sampling():
     """With tau far above every surprise nothing is cut: the exact target distribution."""
-    model = MarkovModel.random(5, seed=3)
+    model = AttentionModel.random(5, seed=3)
     exact = exact_sequence_distribution(model, [0], 3, temperature=0.9)
     counts = sample_sequences(model, [0], length=3, n=3000, strategy="mirostat",
                               tau=1000.0, temperature=0.9, seed=4)
