@@ -1,7 +1,7 @@
 """The conformance kit: hold a plugin to decodekit's contracts and to its guarantees.
 
-- :func:`check_plugin` validates hook implementations and what the registration hooks
-  register.
+- :func:`check_plugin` validates hook implementations, what the registration hooks
+  register, and runs the check of every strategy's declared guarantee.
 - :func:`assert_lossless` compares a strategy's outputs with the exact target
   distribution (chi-square); :func:`assert_greedy_equivalent` compares its tokens with
   plain greedy decoding. Both run on :class:`~decodekit.testing.AttentionModel` by
@@ -70,7 +70,14 @@ def _family_contracts() -> dict[str, type]:
     }
 
 
-def _check_strategy(obj: Any, problems: list[str]) -> None:
+def _check_strategy(obj: Any, problems: list[str]) -> bool:
+    """Add the strategy's problems to ``problems``; whether it had none."""
+    before = len(problems)
+    _strategy_problems(obj, problems)
+    return len(problems) == before
+
+
+def _strategy_problems(obj: Any, problems: list[str]) -> None:
     from pydantic import BaseModel
 
     from decodekit.config import StrategyParams
@@ -128,9 +135,14 @@ def _installed_plugin(name: str) -> object:
             )
     raise PluginCheckError(f"no installed decodekit plugin is named {name!r}")
 
-
-def check_plugin(plugin: object | str, name: str | None = None) -> PluginReport:
-    """Check that a plugin conforms to decodekit's hook specs and contracts.
+def check_plugin(
+    plugin: object | str,
+    name: str | None = None,
+    *,
+    check_guarantees: bool = True,
+    guarantee_params: Mapping[str, Mapping[str, Any]] | None = None,
+) -> PluginReport:
+    """Check that a plugin conforms to decodekit's hook specs, contracts and guarantees.
 
     The plugin is registered on a fresh plugin manager (the installed ones are not
     touched), so its hook implementations are validated against the specs by pluggy
@@ -141,12 +153,32 @@ def check_plugin(plugin: object | str, name: str | None = None) -> PluginReport:
     and have a ``name``; no name is registered twice, nor clashes with another installed
     plugin.
 
+    When all of that holds, every strategy is held to the :class:`~decodekit.Guarantee`
+    it declares, on the default toy model (:class:`~decodekit.testing.AttentionModel`):
+
+    - ``lossless``: :func:`assert_lossless` (3,000 outputs, chi-square at alpha = 1e-4)
+      with the strategy's parameters, and :func:`assert_greedy_equivalent` at
+      ``temperature=0`` when its parameters have a temperature (the warped target is then
+      the argmax);
+    - ``greedy-equivalent``: :func:`assert_greedy_equivalent`, at ``temperature=0`` when
+      its parameters have a temperature;
+    - ``none``: nothing.
+
+    A plugin that is not installed is registered for the duration of these checks.
+
     Parameters
     ----------
     plugin : object or str
         A plugin object (usually the plugin's module), or the name of an installed plugin.
     name : str, optional
         The name to report it under; defaults to the module or object name.
+    check_guarantees : bool
+        Run the guarantee checks (the slow part: about a second per lossless strategy).
+    guarantee_params : mapping of str to mapping, optional
+        Per strategy name, the parameters to check its guarantee with (a strategy whose
+        defaults cannot run on a toy model, e.g. one whose default drafter needs a
+        Hugging Face model, names a drafter that can). A strategy whose check cannot run
+        at all is reported as a problem.
 
     Returns
     -------
@@ -155,8 +187,9 @@ def check_plugin(plugin: object | str, name: str | None = None) -> PluginReport:
     Raises
     ------
     PluginCheckError
-        Listing every problem found; for the name of an installed plugin that failed
-        to import, saying so with the import error.
+        Listing every problem found (a strategy that breaks its declared guarantee
+        among them, with the failed check's message); for the name of an installed
+        plugin that failed to import, saying so with the import error.
 
     Examples
     --------
@@ -187,6 +220,7 @@ def check_plugin(plugin: object | str, name: str | None = None) -> PluginReport:
         problems.append(f"plugin {label!r} implements no decodekit hook")
     contracts = _family_contracts()
     registered: dict[str, tuple[str, ...]] = {}
+    strategies: list[Any] = []
     installed = get_registry()
     for hook_name in hooks:
         if not hook_name.startswith("register_"):
@@ -207,7 +241,8 @@ def check_plugin(plugin: object | str, name: str | None = None) -> PluginReport:
                 problems.append(f"{hook_name}: {obj_name!r} is registered twice")
             names.append(obj_name)
             if hook_name == "register_strategies":
-                _check_strategy(obj, problems)
+                if _check_strategy(obj, problems):
+                    strategies.append(obj)
             else:
                 contract = contracts[hook_name]
                 if not (isinstance(obj, type) and issubclass(obj, contract)):
@@ -225,12 +260,72 @@ def check_plugin(plugin: object | str, name: str | None = None) -> PluginReport:
                     f"{hook_name}: {obj_name!r} is already registered by plugin {other.plugin!r}"
                 )
         registered[hook_name.removeprefix("register_")] = tuple(names)
+    if not problems and check_guarantees:
+        problems += _check_guarantees(plugin, label, strategies, guarantee_params or {})
     if problems:
         raise PluginCheckError(
             f"plugin {label!r} does not conform:\n" + "\n".join(f"  - {p}" for p in problems)
         )
     return PluginReport(name=label, hooks=hooks, registered=registered)
 
+
+def _check_guarantees(
+    plugin: object,
+    label: str,
+    strategies: Sequence[Any],
+    params: Mapping[str, Mapping[str, Any]],
+) -> list[str]:
+    """Run each strategy's guarantee check; the problems found (see :func:`check_plugin`)."""
+    from decodekit.plugins import get_registry
+    from decodekit.strategy import Guarantee
+
+    declared = [s for s in strategies if s.guarantee != Guarantee.NONE]
+    if not declared:
+        return []
+    installed = get_registry().strategies
+    needs_registering = any(
+        s.name not in installed or installed[s.name].obj is not s for s in declared
+    )
+    problems: list[str] = []
+    with contextlib.ExitStack() as stack:
+        if needs_registering:
+            try:
+                stack.enter_context(registered_plugin(plugin, name=f"decodekit-check-{label}"))
+            except Exception as exc:
+                return [f"plugin {label!r} could not be registered to check its guarantees: "
+                        f"{type(exc).__name__}: {exc}"]
+        for strategy in declared:
+            given = dict(params.get(strategy.name, {}))
+            greedy = dict(given)
+            if "temperature" in strategy.params.model_fields:
+                greedy["temperature"] = 0.0
+            checks: list[tuple[str, Any, dict[str, Any]]] = []
+            if strategy.guarantee == Guarantee.LOSSLESS:
+                checks.append(("assert_lossless", assert_lossless, given))
+                if "temperature" in greedy:
+                    checks.append(("assert_greedy_equivalent at temperature 0",
+                                   assert_greedy_equivalent, greedy))
+            else:
+                checks.append(("assert_greedy_equivalent", assert_greedy_equivalent, greedy))
+            for check_name, check, check_params in checks:
+                try:
+                    check(strategy.name, **check_params)
+                except AssertionError as failure:
+                    detail = str(failure).replace("\n", "\n      ")
+                    problems.append(
+                        f"strategy {strategy.name!r} declares {strategy.guarantee.value} but "
+                        f"fails {check_name}: {detail}"
+                    )
+                    break
+                except Exception as exc:
+                    problems.append(
+                        f"strategy {strategy.name!r}: its {strategy.guarantee.value} check "
+                        f"({check_name}) could not run on the toy model: "
+                        f"{type(exc).__name__}: {exc} (give parameters that can in "
+                        "guarantee_params, or pass check_guarantees=False)"
+                    )
+                    break
+    return problems
 
 
 def _sampling_settings(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -265,6 +360,11 @@ def _strategy_named(
     from decodekit import hookimpl
     from decodekit.strategy import Strategy
 
+    if isinstance(strategy, Strategy) and drafter is None and verifier is None:
+        entry = get_registry().strategies.get(strategy.name)
+        if entry is not None and entry.obj is strategy:  # installed: run it by name
+            yield strategy.name
+            return
     target = strategy if isinstance(strategy, Strategy) else _component_strategy(
         drafter, verifier
     )

@@ -164,3 +164,71 @@ def test_assert_lossless_accepts_a_strategy_object():
     strategy = Strategy("my_sampler", "x", sample.SampleParams, Guarantee.LOSSLESS, (), build)
     assert_lossless(strategy, temperature=0.7)
     assert draw_seeds([torch.Generator().manual_seed(1)]).dtype == torch.int64
+
+
+def _squared_build(params, context):
+    from decodekit.sampling import Warper
+
+    return Pipeline(verifier=SquaredVerifier(Warper.from_params(params)))
+
+
+class BiasedLosslessPlugin:
+    """Declares ``lossless`` but samples from p**2 renormalized: well formed, and false."""
+
+    @hookimpl
+    def register_strategies(self, register):
+        register(Strategy("squared_sampler", "biased", sample.SampleParams, Guarantee.LOSSLESS,
+                          (), _squared_build))
+
+
+def test_a_strategy_declaring_lossless_but_biased_fails_check_plugin():
+    """check_plugin runs assert_lossless (3,000 outputs, chi-square at alpha = 1e-4) for a
+    strategy that declares lossless; sampling from p**2 is far outside what it accepts."""
+    torch.manual_seed(0)  # SquaredVerifier draws from torch's global generator
+    with pytest.raises(PluginCheckError) as info:
+        check_plugin(BiasedLosslessPlugin(), name="biased")
+    message = str(info.value)
+    assert "'squared_sampler' declares lossless but fails assert_lossless" in message
+    assert "chi-square rejects" in message
+    # the hook specs and contracts alone are met
+    report = check_plugin(BiasedLosslessPlugin(), name="biased", check_guarantees=False)
+    assert report.registered["strategies"] == ("squared_sampler",)
+
+
+class OffByOnePlugin:
+    @hookimpl
+    def register_strategies(self, register):
+        register(Strategy("off_by_one", "wrong", sample.SampleParams,
+                          Guarantee.GREEDY_EQUIVALENT, (),
+                          lambda params, context: Pipeline(verifier=OffByOneVerifier())))
+
+
+def test_a_strategy_declaring_greedy_equivalence_but_wrong_fails_check_plugin():
+    with pytest.raises(PluginCheckError,
+                       match="'off_by_one' declares greedy-equivalent but fails "
+                             "assert_greedy_equivalent: prompt 0"):
+        check_plugin(OffByOnePlugin(), name="off-by-one")
+
+
+class WidthParams(sample.SampleParams):
+    width: int = Field(description="Required: the defaults alone cannot build the strategy.")
+
+
+class NeedsParamsPlugin:
+    @hookimpl
+    def register_strategies(self, register):
+        def build(params, context):
+            from decodekit.sampling import Warper
+
+            return Pipeline(verifier=AncestralVerifier(Warper.from_params(params)))
+
+        register(Strategy("needs_width", "x", WidthParams, Guarantee.LOSSLESS, (), build))
+
+
+def test_guarantee_checks_that_cannot_run_are_reported_and_take_parameters():
+    with pytest.raises(PluginCheckError, match=r"'needs_width': its lossless check "
+                                               r"\(assert_lossless\) could not run"):
+        check_plugin(NeedsParamsPlugin(), name="needs-params")
+    report = check_plugin(NeedsParamsPlugin(), name="needs-params",
+                          guarantee_params={"needs_width": {"width": 2, "temperature": 0.9}})
+    assert report.registered["strategies"] == ("needs_width",)
