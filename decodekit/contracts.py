@@ -326,6 +326,10 @@ class DecodeView:
     budgets : list of int or None
         Per row, how many more tokens it may generate (1: this step commits its last
         token). Beam search uses it to end hypotheses at the token limit.
+    row_state : dict of str to Tensor ``[rows]`` or None
+        The per-row values the verifier returned in :attr:`Selection.row_state` (beam
+        scores, group ids, Gumbel keys), kept by the loop aligned with the rows; None
+        before a verifier returned any.
     """
 
     sequences: list[list[int]]
@@ -337,6 +341,7 @@ class DecodeView:
     root_logits: torch.Tensor | None = None
     budgets: list[int] | None = None
     root_valid: list[bool] | None = None
+    row_state: dict[str, torch.Tensor] | None = None
 
 
 @dataclass
@@ -390,6 +395,11 @@ class Selection:
     finished : list of bool or None
         Rows the verifier declares complete (finish reason ``"stop"``), for strategies
         that decide when a row is done (beam search's early stopping).
+    row_state : dict of str to Tensor ``[rows]`` or None
+        Per-row values of the new rows that the loop keeps for the verifier: reordered,
+        forked and dropped with the rows, handed back in :attr:`DecodeView.row_state`,
+        and copied into :attr:`RowResult.state` when a row finishes. A verifier keeps
+        per-row state this way instead of in itself, so it needs no ``select_rows``.
     next_inputs : list of (FloatTensor ``[H]`` or None) or None
         Per row, the input embedding the row's next forward reads in place of the
         embedding of its last new token (superposed decoding feeds the superposition of
@@ -403,6 +413,7 @@ class Selection:
     row_sources: torch.Tensor | None = None
     scores: torch.Tensor | None = None
     finished: list[bool] | None = None
+    row_state: dict[str, torch.Tensor] | None = None
     next_inputs: list[torch.Tensor | None] | None = None
 
     @classmethod
@@ -437,6 +448,9 @@ class RowResult:
         Draft nodes proposed for this row, and how many were accepted.
     score : float or None
         A score the verifier reported (beam strategies).
+    state : dict of str to float
+        The row's :attr:`Selection.row_state` values when it finished (empty for
+        verifiers that keep none).
     """
 
     prompt_index: int
@@ -448,6 +462,7 @@ class RowResult:
     drafted_tokens: int = 0
     accepted_draft_tokens: int = 0
     score: float | None = None
+    state: dict[str, float] = field(default_factory=dict)
 
 
 class Drafter(ABC):

@@ -82,6 +82,8 @@ class DecodeState:
     pending_inputs : list of (FloatTensor ``[H]`` or None)
         Per active row: an input embedding the next forward reads in place of the last
         pending token's (from :attr:`Selection.next_inputs`), or None.
+    row_state : dict of str to Tensor ``[rows]``
+        The verifier's per-row values (:attr:`Selection.row_state`), aligned with rows.
     budgets : list of int
         Per active row: how many more tokens it may generate.
     generators : list of torch.Generator
@@ -102,6 +104,7 @@ class DecodeState:
     generators: list[torch.Generator]
     done: list[RowResult] = field(default_factory=list)
     pending_inputs: list[torch.Tensor | None] = field(default_factory=list)
+    row_state: dict[str, torch.Tensor] = field(default_factory=dict)
     root_logits: torch.Tensor | None = None
     root_hidden: torch.Tensor | None = None
     step: int = 0
@@ -119,6 +122,7 @@ class DecodeState:
             root_logits=self.root_logits if not all(self.pending) else None,
             budgets=self.budgets,
             root_valid=[not pending for pending in self.pending],
+            row_state=self.row_state or None,
         )
 
 
@@ -379,6 +383,10 @@ def check_selection(selection: object, state: DecodeState, pipeline: Pipeline) -
             raise fail(f"row {r}: nothing committed and nothing pending")
     if selection.row_sources is not None and any(selection.kept_nodes):
         raise fail("reorders rows and keeps draft nodes; a verifier may do one or the other")
+    for key, values in (selection.row_state or {}).items():
+        if not isinstance(values, torch.Tensor) or values.shape[:1] != (len(sources),):
+            got = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values)
+            raise fail(f"row_state[{key!r}] is {got}, expected a tensor of {len(sources)} rows")
     if selection.next_inputs is not None:
         if len(selection.next_inputs) != len(sources):
             raise fail(f"returned {len(selection.next_inputs)} next_inputs for {len(sources)} rows")
@@ -424,8 +432,12 @@ def commit(
             keep[r, step.num_pending + node] = True
     state.cache.commit(keep)
     keep_root_for_next_step(state, selection, output)
+    if selection.row_state is not None:
+        state.row_state = {}  # replaced below: the values are the new rows' already
     if selection.row_sources is not None:
         reorder_rows(state, pipeline, constraint, selection.row_sources)
+    if selection.row_state is not None:
+        state.row_state = {k: v.to(state.model.device) for k, v in selection.row_state.items()}
     appended: list[list[int]] = []
     for r, tokens in enumerate(selection.tokens):
         row = state.rows[r]
@@ -539,6 +551,9 @@ def drop_finished(
     keep = [r for r, row in enumerate(state.rows) if row.finish_reason is None]
     if len(keep) == len(state.rows):
         return
+    for r, row in enumerate(state.rows):
+        if row.finish_reason is not None and state.row_state:
+            row.state = {k: float(v[r]) for k, v in state.row_state.items()}
     state.done.extend(row for row in state.rows if row.finish_reason is not None)
     reorder_rows(state, pipeline, constraint, torch.tensor(keep, dtype=torch.long))
 
@@ -573,6 +588,7 @@ def reorder_rows(
         state.root_logits = state.root_logits.index_select(0, rows)
     if state.root_hidden is not None:
         state.root_hidden = state.root_hidden.index_select(0, rows)
+    state.row_state = {k: v.index_select(0, rows) for k, v in state.row_state.items()}
     for component in (pipeline.drafter, pipeline.verifier, *pipeline.processors):
         if component is not None:
             component.select_rows(rows)

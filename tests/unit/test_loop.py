@@ -110,3 +110,39 @@ def test_settings_override_config_and_switching_strategy_never_drops_params(engi
     with pytest.raises(ConfigError, match=r"params temperature of the config \(strategy 'sample'\)"):
         engine.request([[0]], config, strategy="greedy")
     assert engine.request([[0]], {"strategy": "sample"}, strategy="greedy").config.strategy == "greedy"
+
+
+def test_row_state_follows_the_rows_and_ends_in_the_row_results():
+    """Selection.row_state is kept by the loop: reordered and forked with row_sources,
+    dropped with finished rows, and a finished row's values land in RowResult.state."""
+    from decodekit.contracts import Selection, Verifier
+    from decodekit.loop import run, start
+    from decodekit.strategy import Pipeline
+
+    seen = []
+
+    class Forking(Verifier):
+        name = "forking"
+
+        def select(self, view, output, draft):
+            rows = len(view.sequences)
+            seen.append(None if view.row_state is None else view.row_state["mark"].tolist())
+            if view.step == 0:  # fork the one row into three, marked 10, 11, 12
+                sources = [0, 0, 0]
+                mark = torch.tensor([10.0, 11.0, 12.0])
+            else:  # reverse the rows, and add the step to each mark
+                sources = list(reversed(range(rows)))
+                mark = view.row_state["mark"][sources] + 100.0
+            return Selection(
+                tokens=[[1 + s] for s in range(len(sources))],
+                kept_nodes=[[] for _ in sources], accepted_draft=[0] * len(sources),
+                row_sources=torch.tensor(sources), row_state={"mark": mark},
+            )
+
+    model = MarkovModel.random(4, seed=0)
+    state = start(model, [[0]], max_new_tokens=3, seeds=[0])
+    list(run(state, Pipeline(verifier=Forking())))
+    assert seen == [None, [10.0, 11.0, 12.0], [112.0, 111.0, 110.0]]
+    # after three steps: step 1 reversed (12, 11, 10) + 100, step 2 reversed again + 100
+    assert sorted(row.state["mark"] for row in state.done) == [210.0, 211.0, 212.0]
+    assert all(len(row.token_ids) == 3 for row in state.done)

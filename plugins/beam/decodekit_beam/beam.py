@@ -39,7 +39,7 @@ import torch
 
 from decodekit.contracts import DecodeView, DraftTree, RowResult, Selection, StepOutput, Verifier
 
-__all__ = ["BeamVerifier", "Hypothesis", "RowBook"]
+__all__ = ["BeamVerifier", "Hypothesis"]
 
 
 @dataclass(order=True)
@@ -103,38 +103,6 @@ def best_rows(
     return results
 
 
-class RowBook:
-    """Per-row state of a beam verifier, kept aligned with the loop's rows.
-
-    The verifier computes the new rows' state itself in ``select`` and records the
-    ``row_sources`` it returned; when the loop then calls ``select_rows`` with exactly
-    those sources, the state is already in place. Any other call (rows leaving the batch)
-    selects rows of the state.
-
-    Attributes
-    ----------
-    values : dict of str to Tensor ``[rows]``
-        Named per-row tensors (cumulative log-probabilities, keys, group ids).
-    """
-
-    def __init__(self) -> None:
-        self.values: dict[str, torch.Tensor] = {}
-        self._expected: list[int] | None = None
-
-    def replace(self, sources: list[int], **values: torch.Tensor) -> None:
-        """Set the state of the new rows that ``sources`` (the Selection's) will create."""
-        self.values = dict(values)
-        self._expected = list(sources)
-
-    def select_rows(self, rows: torch.Tensor) -> None:
-        """Apply the loop's row selection (a no-op for the one ``replace`` announced)."""
-        index = rows.tolist()
-        expected, self._expected = self._expected, None
-        if expected is not None and index == expected:
-            return
-        self.values = {k: v.index_select(0, rows.long()) for k, v in self.values.items()}
-
-
 def prompt_rows(row_ids: list[int]) -> dict[int, list[int]]:
     """Row indices per prompt, prompts in order of first appearance."""
     groups: dict[int, list[int]] = {}
@@ -194,7 +162,6 @@ class BeamVerifier(Verifier):
         self.early_stopping = early_stopping
         self.num_return_sequences = num_return_sequences
         self.diversity_penalty = float(diversity_penalty)
-        self.rows = RowBook()
         #: finished hypotheses per (prompt, group), best first, at most ``group_size``
         self.hypotheses: dict[tuple[int, int], list[Hypothesis]] = {}
         self.prompt_ids: dict[int, list[int]] = {}
@@ -208,8 +175,8 @@ class BeamVerifier(Verifier):
         self.eos = view.model.eos_token_ids
         logp = torch.log_softmax(output.logits[:, 0].float(), dim=-1)  # [rows, V]
         vocab = logp.shape[-1]
-        scores = self.rows.values.get("scores")
-        groups = self.rows.values.get("groups")
+        state = view.row_state or {}
+        scores, groups = state.get("scores"), state.get("groups")
         sources: list[int] = []
         tokens: list[list[int]] = []
         new_scores: list[float] = []
@@ -240,17 +207,16 @@ class BeamVerifier(Verifier):
                     new_scores.append(score)
                     new_groups.append(group)
                     chosen_now.append(token)
-        self.rows.replace(
-            sources,
-            scores=torch.tensor(new_scores, dtype=torch.float32),
-            groups=torch.tensor(new_groups, dtype=torch.long),
-        )
         return Selection(
             tokens=tokens,
             kept_nodes=[[] for _ in tokens],
             accepted_draft=[0] * len(tokens),
             row_sources=torch.tensor(sources, dtype=torch.long),
             scores=torch.tensor(new_scores, dtype=torch.float32),
+            row_state={
+                "scores": torch.tensor(new_scores, dtype=torch.float32),
+                "groups": torch.tensor(new_groups, dtype=torch.long),
+            },
         )
 
     def _expand(
@@ -316,11 +282,7 @@ class BeamVerifier(Verifier):
         best = torch.tensor(best_running, dtype=torch.float32) / (length**penalty)
         return not bool(best > finished[-1].score)
 
-    # ------------------------------------------------------------------ bookkeeping
-    def select_rows(self, rows: torch.Tensor) -> None:
-        """Keep the running beams' scores and groups aligned with the loop's rows."""
-        self.rows.select_rows(rows)
-
+    # ------------------------------------------------------------------ results
     def finalize(self, rows: list[RowResult]) -> list[RowResult]:
         """The best ``num_return_sequences`` hypotheses per prompt, best first.
 

@@ -28,7 +28,7 @@ import decodekit_kernels as kernels
 import torch
 
 from decodekit.contracts import DecodeView, DraftTree, RowResult, Selection, StepOutput, Verifier
-from decodekit_beam.beam import Hypothesis, RowBook, best_rows, prompt_rows
+from decodekit_beam.beam import Hypothesis, best_rows, prompt_rows
 
 __all__ = ["StochasticBeamVerifier", "conditional_gumbel"]
 
@@ -87,14 +87,11 @@ class StochasticBeamVerifier(Verifier):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.num_beams = num_beams
         self.temperature = float(temperature)
-        self.rows = RowBook()
         self.prompt_ids: dict[int, list[int]] = {}
         self.seeds: dict[int, torch.Tensor] = {}
         self.counters: dict[int, int] = {}
         #: finished sequences per prompt that are still among the k best
         self.finished: dict[int, list[Hypothesis]] = {}
-        #: (key, log-prob) of every row handed to the loop, for rows the loop ends itself
-        self.emitted: dict[int, dict[tuple[int, ...], tuple[float, float]]] = {}
 
     def select(self, view: DecodeView, output: StepOutput, draft: DraftTree | None) -> Selection:
         """Expand every running node with conditioned Gumbels; keep the k best nodes.
@@ -107,7 +104,8 @@ class StochasticBeamVerifier(Verifier):
         eos = view.model.eos_token_ids
         logp = torch.log_softmax(output.logits[:, 0].double() / self.temperature, dim=-1)
         vocab = logp.shape[-1]
-        sums, keys = self.rows.values.get("log_probs"), self.rows.values.get("keys")
+        state = view.row_state or {}
+        sums, keys = state.get("log_probs"), state.get("keys")
         groups = list(prompt_rows(view.row_ids).items())
         for prompt, members in groups:
             if prompt not in self.prompt_ids:
@@ -155,7 +153,6 @@ class StochasticBeamVerifier(Verifier):
         for g, (prompt, members) in enumerate(groups):
             last = view.budgets is not None and view.budgets[members[0]] <= 1
             kept: list[Hypothesis] = []
-            emitted = self.emitted.setdefault(prompt, {})
             for value, i in zip(values[g].tolist(), index[g].tolist(), strict=True):
                 if value == -math.inf:
                     break
@@ -173,39 +170,34 @@ class StochasticBeamVerifier(Verifier):
                     tokens.append([token])
                     new_sums.append(log_prob)
                     new_keys.append(value)
-                    emitted[(*history, token)] = (value, log_prob)
             self.finished[prompt] = kept
-        self.rows.replace(
-            sources,
-            log_probs=torch.tensor(new_sums, dtype=torch.float64),
-            keys=torch.tensor(new_keys, dtype=torch.float64),
-        )
         return Selection(
             tokens=tokens,
             kept_nodes=[[] for _ in tokens],
             accepted_draft=[0] * len(tokens),
             row_sources=torch.tensor(sources, dtype=torch.long),
             scores=torch.tensor(new_sums, dtype=torch.float32),
+            row_state={
+                "log_probs": torch.tensor(new_sums, dtype=torch.float64),
+                "keys": torch.tensor(new_keys, dtype=torch.float64),
+            },
         )
-
-    def select_rows(self, rows: torch.Tensor) -> None:
-        """Keep the running nodes' log-probabilities and keys aligned with the loop's rows."""
-        self.rows.select_rows(rows)
 
     def finalize(self, rows: list[RowResult]) -> list[RowResult]:
         """Per prompt, the ``k`` sampled sequences in sampling order, scored by log-probability.
 
         Rows the loop ended itself (a stop string, a completed constraint) are complete
-        sequences too and take their place among the k by their perturbed value.
+        sequences too and take their place among the k by their perturbed value, which
+        the loop kept with the row (:attr:`RowResult.state`): tokens a constraint forced
+        after it have probability one and change neither value.
         """
         passes: dict[int, int] = {}
         ended: dict[int, list[Hypothesis]] = {}
         for row in rows:
             passes[row.prompt_index] = max(passes.get(row.prompt_index, 0), row.forward_passes)
             self.prompt_ids.setdefault(row.prompt_index, list(row.prompt_ids))
-            key, log_prob = self.emitted.get(row.prompt_index, {}).get(
-                tuple(row.token_ids), (-math.inf, float(row.score or 0.0))
-            )
+            key = row.state.get("keys", -math.inf)
+            log_prob = row.state.get("log_probs", float(row.score or 0.0))
             ended.setdefault(row.prompt_index, []).append(
                 Hypothesis(key, list(row.token_ids), log_prob, row.finish_reason or "stop")
             )
