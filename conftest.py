@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")  # before anything imports triton
+import torch
+
+# Without a GPU the Triton kernels run in the interpreter (set before anything imports
+# triton); with one, the same tests run the compiled kernels.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+#: Devices the device-parametrized tests run on: the CPU always, CUDA when present.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 # "ci" is deterministic (derandomize): a statistical test either always passes or always
 # fails for a given code state, so a significance level never turns into flakiness.
@@ -22,6 +30,12 @@ settings.register_profile(
 )
 settings.register_profile("dev", deadline=None, max_examples=50)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="session", params=DEVICES)
+def device(request):
+    """Each available device in turn (``cpu``; ``cuda`` on a GPU machine)."""
+    return request.param
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """No strategy ever commits a token the constraint forbids, in either dtype, for any seed.
 
 A sweep over dev schemas x every strategy that takes constraints x float32 and bfloat16 x
+every available device (the ``device`` fixture: the CPU, and CUDA on a GPU machine) x
 several seeds (one row per seed, in one batch). Two checks per output: the generation
 itself raises if a committed token is not allowed (the matcher refuses it), and a fresh
 matcher, compiled apart from the run, accepts every committed token in order. Small on
@@ -34,17 +35,19 @@ def schemas(maskbench_entries):
     return maskbench.generation_schemas(maskbench_entries, 2, max_chars=600)
 
 
-@pytest.fixture(scope="module")
-def bf16_engine():
-    from decodekit import Engine
-
-    return Engine(dtype="bfloat16")
+_engines: dict[tuple[str, str], object] = {}
 
 
 @pytest.fixture
-def engine(request, dtype):
-    """The session's float32 SmolLM2 engine, or this module's bfloat16 one."""
-    return request.getfixturevalue("smollm2" if dtype == "float32" else "bf16_engine")
+def engine(request, dtype, device):
+    """SmolLM2 in ``dtype`` on ``device`` (the session's engine for float32 on the CPU)."""
+    from decodekit import Engine
+
+    if (device, dtype) == ("cpu", "float32"):
+        return request.getfixturevalue("smollm2")
+    if (device, dtype) not in _engines:
+        _engines[device, dtype] = Engine(dtype=dtype, device=device)
+    return _engines[device, dtype]
 
 
 def spec_of(entry):
@@ -54,7 +57,7 @@ def spec_of(entry):
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize(("strategy", "params"), STRATEGIES,
                          ids=[f"{s}-{i}" for i, (s, _) in enumerate(STRATEGIES)])
-def test_every_committed_token_is_allowed(engine, schemas, dtype, strategy, params):
+def test_every_committed_token_is_allowed(engine, schemas, dtype, device, strategy, params):
     if strategy not in engine.registry.strategies:
         pytest.fail(f"strategy {strategy!r} is not installed")
     tokenizer = engine.model.tokenizer
