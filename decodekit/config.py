@@ -29,6 +29,8 @@ from decodekit.errors import ConfigError, UnknownComponentError
 from decodekit.textio import read_text_file
 
 __all__ = [
+    "Component",
+    "ComponentSpec",
     "ConstraintSpec",
     "FileConfig",
     "GenerationConfig",
@@ -36,6 +38,7 @@ __all__ = [
     "SamplingParams",
     "StrategyParams",
     "StrategySpec",
+    "component_spec",
     "format_validation_error",
     "generation_config_schema",
     "load_config_file",
@@ -100,6 +103,30 @@ class ConstraintSpec(BaseModel):
     type: str = Field(description="Registered constraint type, e.g. 'json_schema' or 'regex'.")
 
 
+class ComponentSpec(BaseModel):
+    """A registered component chosen by name, with its options (its ``Options`` model).
+
+    Where a config takes a component (``processors``, ``cache``), a bare name is the same
+    as ``{name = "...", options = {}}``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="The registered component's name.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Its options, validated by its Options model."
+    )
+
+
+#: A component entry of a config: a registered name, or a name with options.
+Component = str | ComponentSpec
+
+
+def component_spec(entry: Component) -> ComponentSpec:
+    """The entry as a :class:`ComponentSpec` (a bare name has no options)."""
+    return ComponentSpec(name=entry) if isinstance(entry, str) else entry
+
+
 class GenerationConfig(BaseModel):
     """One generation: strategy, its parameters and the settings all strategies share."""
 
@@ -123,11 +150,14 @@ class GenerationConfig(BaseModel):
         ),
     )
     constraint: ConstraintSpec | None = Field(None, description="Constraint on the output.")
-    processors: list[str] = Field(
+    processors: list[Component] = Field(
         default_factory=list,
-        description="Extra registered logits processors, applied before the strategy's.",
+        description="Extra registered logits processors, applied before the strategy's: "
+        "names, or {name, options} tables.",
     )
-    cache: str = Field("full", description="Name of a registered KV-cache policy.")
+    cache: Component = Field(
+        "full", description="A registered KV-cache policy: a name, or a {name, options} table."
+    )
 
 
 class ModelSettings(BaseModel):

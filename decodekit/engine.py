@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, overload
 
-from decodekit.config import GenerationConfig
+from decodekit.config import GenerationConfig, component_spec
 from decodekit.contracts import LanguageModel
 from decodekit.errors import ConfigError, ModelLoadError, PluginContractError
 from decodekit.execute import Stream
@@ -156,18 +156,22 @@ class Engine:
         rows = encode_prompts(self.model, prompts, raw=raw)
         registry = get_registry()
         strategy = registry.strategies[cfg.strategy].strategy
-        pipeline = strategy.build_pipeline(
-            cfg.params,
-            BuildContext(model=self.model, registry=registry, backend_choice=_backend_choice),
-        )
-        for spec in reversed(cfg.processors):
-            pipeline.processors.insert(0, registry.get("samplers", spec)())
+        context = BuildContext(model=self.model, registry=registry, backend_choice=_backend_choice)
+        pipeline = strategy.build_pipeline(cfg.params, context)
+        extra = []
+        for i, entry in enumerate(cfg.processors):
+            spec = component_spec(entry)
+            extra.append(context.build("samplers", spec.name, spec.options,
+                                       where=f"processors.{i}.options."))
+        pipeline.processors[:0] = extra
         if logits_processors:
             pipeline.processors[:0] = [as_processor(p) for p in logits_processors]
         # the config's policy, built like any component (the loop skips exact ones: `full`);
         # a policy the strategy chose itself stays unless the config names another
-        if pipeline.cache_policy is None or cfg.cache != "full":
-            pipeline.cache_policy = registry.get("caches", cfg.cache)()
+        cache = component_spec(cfg.cache)
+        if pipeline.cache_policy is None or cache != component_spec("full"):
+            pipeline.cache_policy = context.build("caches", cache.name, cache.options,
+                                                  where="cache.options.")
         _check_rows_are_outputs(cfg, pipeline)
         constraint = None
         if cfg.constraint is not None:

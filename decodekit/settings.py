@@ -15,9 +15,10 @@ from typing import Any
 from decodekit_kernels import derive_seed
 
 from decodekit import config as _config
-from decodekit.config import FileConfig, GenerationConfig, merge_params
+from decodekit.config import FileConfig, GenerationConfig, component_spec, merge_params
 from decodekit.errors import ConfigError
 from decodekit.plugins import get_registry
+from decodekit.strategy import component_options
 
 __all__ = [
     "constraint_from",
@@ -193,8 +194,12 @@ def _check_carried(params: Mapping[str, Any], old: Any, new: Any, source: str) -
 def _check_components(cfg: GenerationConfig) -> None:
     """Fail on unknown processor, cache or constraint names before any model work."""
     registry = get_registry()
-    for name in cfg.processors:
-        registry.get("samplers", name)
-    registry.get("caches", cfg.cache)
+    for i, entry in enumerate(cfg.processors):
+        spec = component_spec(entry)
+        component_options(registry.get("samplers", spec.name), "samplers", spec.name,
+                          spec.options, where=f"processors.{i}.options.")
+    cache = component_spec(cfg.cache)
+    component_options(registry.get("caches", cache.name), "caches", cache.name, cache.options,
+                      where="cache.options.")
     if cfg.constraint is not None:
         registry.get("constraints", cfg.constraint.type)

@@ -6,19 +6,27 @@ the :class:`Registry` of everything plugins registered.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from decodekit.config import StrategyParams
-from decodekit.errors import PluginContractError, UnknownComponentError
+from decodekit.errors import ConfigError, PluginContractError, UnknownComponentError
 
 if TYPE_CHECKING:
     from decodekit.contracts import CachePolicy, Drafter, LanguageModel, LogitsProcessor, Verifier
     from decodekit.sampling import Warper
 
-__all__ = ["BuildContext", "Guarantee", "Pipeline", "Registered", "Registry", "Strategy"]
+__all__ = [
+    "BuildContext",
+    "Guarantee",
+    "Pipeline",
+    "Registered",
+    "Registry",
+    "Strategy",
+    "build_component",
+]
 
 #: A plugin's choice of kernel backend: ``(op, device type) -> backend or None``.
 BackendChoice = Callable[[str, str], "str | None"]
@@ -56,6 +64,17 @@ class BuildContext:
     model: LanguageModel
     registry: Registry
     backend_choice: BackendChoice | None = None
+
+    def build(
+        self, family: str, name: str, options: Mapping[str, Any] | None = None, *, where: str = ""
+    ) -> Any:
+        """Build the registered component ``name`` of ``family`` with ``options``.
+
+        See :func:`build_component`; ``where`` prefixes field paths in errors (e.g.
+        ``"processors.0.options."``).
+        """
+        factory = self.registry.get(family, name)
+        return build_component(factory, family, name, options, context=self, where=where)
 
     def kernel_backend(self, op: str) -> str:
         """The backend for a kernel op: a ``select_kernel_backend`` plugin's, else ``auto``."""
@@ -243,3 +262,70 @@ class Registry:
                 return entry.plugin
         named = table.get(getattr(component, "name", None))  # type: ignore[arg-type]
         return named.plugin if named is not None else None
+
+
+def component_options(
+    factory: Any, family: str, name: str, options: Mapping[str, Any] | None, *, where: str = ""
+) -> Any:
+    """Validate ``options`` for a registered component, as the component contract says.
+
+    A component with options declares them as a pydantic ``Options`` model (a
+    :class:`~decodekit.StrategyParams` subclass); one without takes none.
+
+    Returns
+    -------
+    Options instance or None
+        None for a component without an ``Options`` model.
+
+    Raises
+    ------
+    ConfigError
+        The options do not validate (the message gives the field path, prefixed by
+        ``where``), or options were given to a component that takes none.
+    """
+    from pydantic import BaseModel, ValidationError
+
+    from decodekit.config import format_validation_error
+
+    model = getattr(factory, "Options", None)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        if options:
+            raise ConfigError(
+                f"{where or 'options: '}{family.rstrip('s')} {name!r} takes no options, got "
+                f"{', '.join(sorted(options))}"
+            )
+        return None
+    try:
+        return model.model_validate(dict(options or {}))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, where)) from None
+
+
+def build_component(
+    factory: Any,
+    family: str,
+    name: str,
+    options: Mapping[str, Any] | None = None,
+    *,
+    context: BuildContext,
+    where: str = "",
+    **arguments: Any,
+) -> Any:
+    """Build a registered component the way every strategy and the test kit do.
+
+    The component contract: a registered factory (usually a class) has a ``name`` and,
+    when it takes options, a pydantic ``Options`` model; it is built as
+    ``factory(options, context=context, **arguments)``. A factory without ``Options``
+    is built as ``factory()``. Drafters add ``draft_length``, ``max_nodes`` and
+    ``warper`` as ``arguments`` (:func:`decodekit.drafting.build_drafter`).
+
+    Raises
+    ------
+    ConfigError
+        As in :func:`component_options`.
+    """
+    validated = component_options(factory, family, name, options, where=where)
+    if validated is None and not arguments:
+        return factory()
+    return factory(validated, context=context, **arguments)
+
