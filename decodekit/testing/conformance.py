@@ -53,7 +53,7 @@ class PluginReport:
 
 
 def _family_contracts() -> dict[str, type]:
-    from decodekit.components import (
+    from decodekit.contracts import (
         CachePolicy,
         ConstraintFactory,
         Drafter,
@@ -378,6 +378,10 @@ def _strategy_named(
         yield target.name
 
 
+#: Draft length the kit builds drafters with (:mod:`decodekit.drafting`'s protocol).
+DRAFT_LENGTH = 3
+
+
 def _component_strategy(drafter: Any, verifier: Any) -> Any:
     """A throwaway ``sample``-like strategy around a verifier (and optional drafter)."""
     import inspect
@@ -398,6 +402,13 @@ def _component_strategy(drafter: Any, verifier: Any) -> Any:
             component = context.registry.get(family, component)
         if not isinstance(component, type):
             return component
+        if family == "drafters" and hasattr(component, "Options"):
+            # exactly as strategies build drafters (the drafter protocol), default options
+            from decodekit.drafting import validate_drafter_options
+
+            options = validate_drafter_options(component, {})
+            return component(options, context=context, draft_length=DRAFT_LENGTH,
+                             max_nodes=None, warper=warper)
         accepted = inspect.signature(component).parameters
         return component(warper) if "warper" in accepted else component()
 

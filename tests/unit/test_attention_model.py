@@ -13,7 +13,7 @@ import random
 import pytest
 import torch
 
-from decodekit.components import DraftTree
+from decodekit.contracts import DraftTree
 from decodekit.testing import AttentionModel, MarkovModel, next_token_logits
 from decodekit.tree import build_step
 

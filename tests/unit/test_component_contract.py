@@ -79,3 +79,21 @@ def test_installed_components_follow_the_contract(family):
         if model is not None:
             assert isinstance(model, type) and issubclass(model, BaseModel), name
             assert model.model_config.get("extra") == "forbid", name
+
+
+def test_the_kit_builds_a_drafter_written_to_the_protocol():
+    """A drafter written to the drafter protocol is tested by the kit as strategies build it."""
+    import importlib.util
+    from pathlib import Path
+
+    from decodekit.testing import assert_greedy_equivalent, assert_lossless, registered_plugin
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "drafter" / "echo_drafter.py"
+    spec = importlib.util.spec_from_file_location("echo_drafter_kit", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with registered_plugin(module, name="echo-kit"):
+        assert_greedy_equivalent(drafter="echo", verifier="argmax")
+        assert_greedy_equivalent(drafter=module.EchoDrafter, verifier="argmax")
+        assert_lossless(drafter="echo", verifier="rejection_tree", temperature=0.9,
+                        samples=2000)
