@@ -16,7 +16,6 @@ from decodekit.errors import ConfigError, PluginContractError, UnknownComponentE
 
 if TYPE_CHECKING:
     from decodekit.contracts import CachePolicy, Drafter, LanguageModel, LogitsProcessor, Verifier
-    from decodekit.sampling import Warper
 
 __all__ = [
     "BuildContext",
@@ -96,8 +95,6 @@ class Pipeline:
         Proposes a token tree per row each step; None for one token per forward.
     processors : list of LogitsProcessor
         Applied to the logits, in order, after constraints.
-    warper : Warper or None
-        Temperature and truncation settings the verifier samples with.
     cache_policy : CachePolicy or None
         Evicts KV-cache slots after each step; None keeps everything.
     needs_hidden_states : bool
@@ -112,7 +109,6 @@ class Pipeline:
     verifier: Verifier
     drafter: Drafter | None = None
     processors: list[LogitsProcessor] = field(default_factory=list)
-    warper: Warper | None = None
     cache_policy: CachePolicy | None = None
     needs_hidden_states: bool = False
     strategy: str | None = None

@@ -41,7 +41,7 @@ class AncestralVerifier(Verifier):
 def _build(params: SampleParams, context: BuildContext) -> Pipeline:
     warper = Warper.from_params(params, backend=context.kernel_backend("sample"))
     processors = [PenaltiesProcessor.from_params(params)] if params.has_penalties else []
-    return Pipeline(verifier=AncestralVerifier(warper), processors=processors, warper=warper)
+    return Pipeline(verifier=AncestralVerifier(warper), processors=processors)
 
 
 SAMPLE = Strategy(

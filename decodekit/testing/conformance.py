@@ -419,7 +419,6 @@ def _component_strategy(drafter: Any, verifier: Any) -> Any:
             verifier=_make(verifier, "verifiers", warper, context),
             drafter=None if drafter is None else _make(drafter, "drafters", warper, context),
             processors=processors,
-            warper=warper,
         )
 
     name = "probe_" + "_".join(

@@ -232,7 +232,7 @@ def test_hook_select_kernel_backend():
     engine = markov_engine()
     with registered_plugin(Plugin(), name="backend"):
         request = engine.request(PROMPTS, strategy="sample", seed=0, max_new_tokens=6)
-        assert request.pipeline.warper.backend == "reference"
+        assert request.pipeline.verifier.warper.backend == "reference"
         by_reference = engine.run(request).completions
     assert seen == [("sample", "cpu")]
     by_auto = engine.generate(PROMPTS, strategy="sample", seed=0, max_new_tokens=6)

@@ -106,6 +106,22 @@ def test_beam_equals_transformers_on_a_tiny_llama(
     assert [c.score for c in ours] == pytest.approx(scores, abs=1e-4)
 
 
+def test_stop_strings_see_every_token_of_a_hypothesis(eos_llama, monkeypatch):
+    """A stop string in a hypothesis's last token (committed at the token limit, inside
+    the verifier) still cuts it: the loop checks every reported row."""
+    settings = dict(strategy="beam", num_beams=3, num_return_sequences=3, max_new_tokens=6)
+    full = eos_llama.generate([[1, 5, 9]], **settings)
+    best = next(c for c in full if len(c.token_ids) == 6)
+    monkeypatch.setattr(eos_llama.model, "decode", lambda ids: "".join(f" {t}" for t in ids))
+    last = f" {best.token_ids[-1]}"
+    cut = eos_llama.generate([[1, 5, 9]], stop=[last], **settings)
+    mine = next(c for c in cut if c.token_ids == best.token_ids)
+    assert mine.finish_reason == "stop"
+    text = "".join(f" {t}" for t in best.token_ids)
+    assert mine.text == text[: text.find(last)]
+    assert all(last not in c.text for c in cut)  # every reported hypothesis is cut
+
+
 def test_a_batch_equals_prompts_one_at_a_time(eos_llama):
     settings = dict(strategy="beam", num_beams=3, num_return_sequences=2, max_new_tokens=10)
     batch = eos_llama.generate(PROMPTS, **settings)
