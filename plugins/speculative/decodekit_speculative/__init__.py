@@ -140,7 +140,6 @@ def _build(params: SpeculativeParams, context: BuildContext) -> Pipeline:
         verifier=make_verifier(params, warper, backend, context),
         drafter=drafter,
         processors=processors,
-        warper=warper,
     )
 
 
