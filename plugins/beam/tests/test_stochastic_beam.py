@@ -133,3 +133,24 @@ def test_seeded_runs_are_reproducible_and_seeds_matter():
     other, _ = draw_samples(model, [0], k=3, length=6, n=40, seed=10)
     assert first == again
     assert first != other
+
+
+def test_rows_the_loop_ended_are_ranked_by_the_key_kept_with_them():
+    """A row the loop ends itself (stop string, completed constraint, forced tokens after
+    the last selection) keeps its Gumbel key in RowResult.state; finalize ranks by it."""
+    from decodekit_beam.stochastic import StochasticBeamVerifier
+
+    from decodekit.contracts import RowResult
+
+    verifier = StochasticBeamVerifier(num_beams=3)
+    rows = [
+        RowResult(prompt_index=0, prompt_ids=[1], token_ids=[4, 5, 9, 9],  # + forced 9, 9
+                  finish_reason="stop", state={"keys": -1.0, "log_probs": -2.5}),
+        RowResult(prompt_index=0, prompt_ids=[1], token_ids=[4, 6], finish_reason="stop",
+                  state={"keys": -3.0, "log_probs": -1.5}),
+        RowResult(prompt_index=0, prompt_ids=[1], token_ids=[7], finish_reason="stop",
+                  state={"keys": -2.0, "log_probs": -0.5}),
+    ]
+    out = verifier.finalize(rows)
+    assert [r.token_ids for r in out] == [[4, 5, 9, 9], [7], [4, 6]]  # by key, not history
+    assert [r.score for r in out] == [-2.5, -0.5, -1.5]  # each reports its log-probability
