@@ -24,6 +24,10 @@ from decodekit.strategy import Pipeline
 
 __all__ = ["SubState"]
 
+#: A sub-state row's token budget: it never ends by length (a draft near the end of the
+#: target's budget is cut by the target, which accepts no token past its own limit).
+_UNLIMITED = 1 << 62
+
 
 class SubState:
     """A drafter's decode state over its own model.
@@ -47,12 +51,11 @@ class SubState:
     def __init__(self, model: LanguageModel, verifier: Verifier, rows: int) -> None:
         self.model = model
         self.pipeline = Pipeline(verifier=verifier)
-        # rows never stop here: their budget is the context, and no stop check runs
+        # rows never stop here: no stop check runs, and sync lifts their budgets
         self.state: DecodeState = start(
             model, [[] for _ in range(rows)], max_new_tokens=model.context_length,
             seeds=[0] * rows,
         )
-        self.state.pending = [[] for _ in range(rows)]
 
     @property
     def rows(self) -> int:
@@ -84,7 +87,7 @@ class SubState:
             counts.append(cached - common)
             state.sequences[r] = list(target)
             state.pending[r] = list(target[common:])
-            state.budgets[r] = self.model.context_length - len(target)
+            state.budgets[r] = _UNLIMITED  # the target's budget bounds what it accepts
             state.rows[r].token_ids.clear()  # the target's rows hold the output
         if any(counts):
             state.cache.rollback(torch.tensor(counts))

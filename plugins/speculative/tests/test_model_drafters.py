@@ -292,3 +292,20 @@ def test_truncate_depth_per_row():
     assert cut is not None
     assert cut.tokens.tolist() == [[4, -1, -1], [7, 8, 9]]
     assert cut.parents.tolist() == [[-1, -1, -1], [-1, 0, 1]]
+
+
+def test_a_model_drafter_drafts_its_full_length_near_the_end_of_the_context():
+    """The sub-state's rows never run out of budget: a draft of 4 tokens two tokens before
+    the target's context ends is whole (the target cuts what it cannot accept)."""
+    from decodekit_speculative.drafters import ModelDrafter
+
+    from decodekit import DecodeView
+    from decodekit.sampling import Warper
+    from decodekit.testing import MarkovModel
+
+    model = MarkovModel.random(6, seed=0, context_length=8)
+    drafter = ModelDrafter(model, draft_length=4, warper=Warper(temperature=0.0))
+    view = DecodeView(sequences=[[0, 1, 2, 3, 4, 5]], prompt_lengths=[2], generators=[],
+                      model=model, step=0, row_ids=[0])
+    draft = drafter.draft(view)
+    assert (draft.tokens >= 0).sum() == 4
