@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from decodekit.contracts import LanguageModel, RowResult
+from decodekit.contracts import LanguageModel, RowResult, Verifier
 from decodekit.generation import (
     Completion,
     GenerationRequest,
@@ -80,12 +80,17 @@ def _check_stop_strings(request: GenerationRequest, rows: list[RowResult]) -> No
     The loop's rows and those a verifier reports itself (beam hypotheses, superposed
     drafts) alike: a stop string in a row's last token is found here too.
     """
-    if not request.config.stop:
-        return
+    if not request.config.stop or not _reports_own_rows(request.pipeline.verifier):
+        return  # the loop checked every row it reports as it went
     checker = StopChecker(request.model, request.config.stop)
     for row in rows:
         if row.stop_index is None and (index := checker(row)) is not None:
             row.stop_index, row.finish_reason = index, "stop"
+
+
+def _reports_own_rows(verifier: Verifier) -> bool:
+    """Whether the reported rows may differ from the loop's (search state, own finalize)."""
+    return not verifier.rows_are_outputs or type(verifier).finalize is not Verifier.finalize
 
 
 def _parse_output(request: GenerationRequest, text: str, finish_reason: str | None) -> Any:

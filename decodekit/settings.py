@@ -33,22 +33,8 @@ __all__ = [
 def validate_config(data: Mapping[str, Any] | GenerationConfig) -> GenerationConfig:
     """Validate a whole generation config against the installed strategies, in one step.
 
-    Parameters
-    ----------
-    data : mapping or GenerationConfig
-        ``{"strategy": ..., "params": {...}, "max_new_tokens": ..., ...}``.
-
-    Returns
-    -------
-    GenerationConfig
-        With ``params`` an instance of the strategy's parameter model.
-
-    Raises
-    ------
-    UnknownComponentError
-        The strategy is not installed (the message lists installed strategies).
-    ConfigError
-        A value is invalid (the message names the field path and the reason).
+    :func:`decodekit.config.validate_config` with the plugin manager's strategies: the
+    same parameters, result and errors (an unknown strategy lists the installed ones).
     """
     return _config.validate_config(data, get_registry().named_strategies())
 
