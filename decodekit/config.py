@@ -34,6 +34,7 @@ __all__ = [
     "ConstraintSpec",
     "FileConfig",
     "GenerationConfig",
+    "KernelBackend",
     "ModelSettings",
     "SamplingParams",
     "StrategyParams",
@@ -45,6 +46,11 @@ __all__ = [
     "merge_params",
     "validate_config",
 ]
+
+
+#: A kernel backend a component may be pinned to (``"auto"``: the installed
+#: ``select_kernel_backend`` plugins' choice, else the kernels' own by device).
+KernelBackend = Literal["auto", "reference", "torch", "triton"]
 
 
 class StrategyParams(BaseModel):

@@ -23,7 +23,7 @@ nodes per row), ``V`` (vocabulary size) and ``H`` (hidden size).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -330,6 +330,12 @@ class DecodeView:
         The per-row values the verifier returned in :attr:`Selection.row_state` (beam
         scores, group ids, Gumbel keys), kept by the loop aligned with the rows; None
         before a verifier returned any.
+    would_stop : callable ``(row, tokens) -> str or None`` or None
+        Whether committing ``tokens`` to ``row`` would end it, decided as the loop's stop
+        step will: ``"stop"`` (EOS or a stop string), ``"length"`` (the token limit) or
+        None; a constraint that completes is not foreseen. A verifier that chooses among
+        candidate continuations (beam search) asks it for each, so a candidate that would
+        end becomes a finished hypothesis at once, stop strings included.
     """
 
     sequences: list[list[int]]
@@ -342,6 +348,7 @@ class DecodeView:
     budgets: list[int] | None = None
     root_valid: list[bool] | None = None
     row_state: dict[str, torch.Tensor] | None = None
+    would_stop: Callable[[int, Sequence[int]], str | None] | None = None
 
 
 @dataclass
@@ -393,8 +400,13 @@ class Selection:
         Optional per-row scores (for example beam log-probabilities), reported with the
         results.
     finished : list of bool or None
-        Rows the verifier declares complete (finish reason ``"stop"``), for strategies
-        that decide when a row is done (beam search's early stopping).
+        Rows the verifier declares complete for a reason of its own (finish reason
+        ``"stop"``). A row that ends by EOS, a stop string or the token limit needs no
+        flag: the loop's stop step finds it. Beam verifiers hand every finished
+        hypothesis to the loop this way, as a new row whose last token ends it
+        (:attr:`DecodeView.would_stop` tells them which candidates end): the loop stops
+        it, checks its stop strings, keeps it with its ``row_state`` and passes it to
+        :meth:`Verifier.finalize`.
     row_state : dict of str to Tensor ``[rows]`` or None
         Per-row values of the new rows that the loop keeps for the verifier: reordered,
         forked and dropped with the rows, handed back in :attr:`DecodeView.row_state`,
@@ -513,6 +525,16 @@ class Verifier(ABC):
     #: and constraints and logits processors, which read a row's tokens, are refused
     #: when the call is built.
     rows_are_outputs: ClassVar[bool] = True
+
+    def __init__(self, options: Any = None, *, context: Any = None, warper: Any = None) -> None:
+        """Keep the verifier protocol's arguments (:mod:`decodekit.verifying`).
+
+        ``options`` (the class's validated ``Options``) and ``warper`` (the strategy's
+        sampling settings, or None) become attributes; subclasses with settings of their
+        own override this.
+        """
+        self.options = options
+        self.warper = warper
 
     @abstractmethod
     def select(self, view: DecodeView, output: StepOutput, draft: DraftTree | None) -> Selection:

@@ -98,6 +98,11 @@ def register_verifiers(register: Callable[[ComponentFactory], None]) -> None:
     Results of the hook implementations are ignored. A verifier name registered by two
     plugins is an error naming both.
 
+    A verifier class follows the verifier protocol (:mod:`decodekit.verifying`): a
+    pydantic ``Options`` model whose fields have defaults, and
+    ``__init__(options=None, *, context=None, warper=None)``; strategies and the
+    conformance kit build it with :func:`decodekit.verifying.build_verifier`.
+
     Plugins may declare ``lossless = True`` on a verifier only if the committed tokens
     follow exactly the target distribution for any proposal; the conformance kit in
     :mod:`decodekit.testing` checks it.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 
@@ -93,6 +94,9 @@ class DecodeState:
         pending (the token's forward already happened as a draft node).
     root_hidden : FloatTensor ``[rows, H]`` or None
         The matching last-layer hidden states, when hidden states are requested.
+    stop_checker : StopChecker or None
+        Finds stop strings in a row's text; set by :func:`run` (a drafter's sub-state,
+        whose rows never stop, has none).
     """
 
     model: LanguageModel
@@ -107,6 +111,7 @@ class DecodeState:
     row_state: dict[str, torch.Tensor] = field(default_factory=dict)
     root_logits: torch.Tensor | None = None
     root_hidden: torch.Tensor | None = None
+    stop_checker: StopChecker | None = None
     step: int = 0
     forward_passes: int = 0
 
@@ -123,7 +128,27 @@ class DecodeState:
             budgets=self.budgets,
             root_valid=[not pending for pending in self.pending],
             row_state=self.row_state or None,
+            would_stop=partial(would_stop, self),
         )
+
+
+def would_stop(state: DecodeState, row: int, tokens: Sequence[int]) -> str | None:
+    """Why committing ``tokens`` to ``row`` would end it, as step 7 will decide.
+
+    ``"stop"`` for EOS or a stop string in the row's text, ``"length"`` when the row's
+    budget runs out, None otherwise. A constraint that completes is not foreseen: the
+    loop ends that row after the commit. Beam verifiers ask it for every candidate, so a
+    hypothesis ends on a stop string the moment it forms (as transformers' stopping
+    criteria end candidates).
+    """
+    if state.model.eos_token_ids.intersection(tokens):
+        return "stop"
+    checker = state.stop_checker
+    if checker is not None and checker.find([*state.rows[row].token_ids, *tokens]) is not None:
+        return "stop"
+    if state.budgets[row] <= len(tokens):
+        return "length"
+    return None
 
 
 def run(
@@ -148,9 +173,10 @@ def run(
     """
     if not pipeline.verifier.rows_are_outputs:
         stop_checker = None  # the rows are search state; the reported rows are checked
+    state.stop_checker = stop_checker
     while state.rows:
         selection, appended = decode_step(state, pipeline, constraint)  # 1.-6.
-        event = stop_rows(state, appended, selection, constraint, stop_checker)  # 7. stop
+        event = stop_rows(state, appended, selection, constraint)  # 7. stop
         drop_finished(state, pipeline, constraint)
         state.step += 1
         yield event
@@ -514,10 +540,15 @@ def stop_rows(
     appended: list[list[int]],
     selection: Selection,
     constraint: CompiledConstraint | None,
-    stop_checker: StopChecker | None,
 ) -> StepEvent:
-    """Step 7: EOS, stop strings, token limit, constraint and verifier decisions, per row."""
+    """Step 7: EOS, stop strings, token limit, constraint and verifier decisions, per row.
+
+    The order of the tests is :func:`would_stop`'s: EOS, then a stop string, then (a
+    completed constraint aside) the token limit; a verifier's own decision
+    (:attr:`Selection.finished`) comes last.
+    """
     eos = state.model.eos_token_ids
+    stop_checker = state.stop_checker
     event: list[tuple[RowResult, list[int]]] = []
     for r, row in enumerate(state.rows):
         added = list(appended[r])
@@ -534,12 +565,12 @@ def stop_rows(
         elif stop_checker is not None and (index := stop_checker(row)) is not None:
             row.stop_index = index
             reason = "stop"
-        elif (constraint is not None and constraint.is_finished(r)) or (
-            selection.finished is not None and selection.finished[r]
-        ):
+        elif constraint is not None and constraint.is_finished(r):
             reason = "stop"
         elif state.budgets[r] <= 0:
             reason = "length"
+        elif selection.finished is not None and selection.finished[r]:
+            reason = "stop"
         row.finish_reason = reason
     return StepEvent(appended=event, step=state.step)
 
@@ -619,6 +650,10 @@ class StopChecker:
 
     def __call__(self, result: RowResult) -> int | None:
         """Character offset of the earliest stop string in the row's text, or None."""
-        text = self.model.decode(result.token_ids)
+        return self.find(result.token_ids)
+
+    def find(self, token_ids: Sequence[int]) -> int | None:
+        """Character offset of the earliest stop string in the text of ``token_ids``, or None."""
+        text = self.model.decode(list(token_ids))
         found = [i for i in (text.find(s) for s in self.stops) if i >= 0]
         return min(found) if found else None

@@ -14,6 +14,7 @@ MODULES = {
     "decodekit.sampling": "Warping and sampling",
     "decodekit.substate": "Sub-states: drafters that run a model",
     "decodekit.drafting": "The drafter protocol",
+    "decodekit.verifying": "The verifier protocol",
     "decodekit.embedded": "Embedded model",
     "decodekit.hf": "transformers integration",
     "decodekit.testing": "Test kit",

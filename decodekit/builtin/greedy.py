@@ -9,6 +9,7 @@ from decodekit.contracts import DecodeView, DraftTree, Selection, StepOutput, Ve
 from decodekit.hookspecs import hookimpl
 from decodekit.strategy import BuildContext, Guarantee, Pipeline, Strategy
 from decodekit.tree import follow_tree
+from decodekit.verifying import build_verifier
 
 
 class GreedyParams(StrategyParams):
@@ -25,6 +26,9 @@ class ArgmaxVerifier(Verifier):
     name = "argmax"
     greedy_equivalent = True
 
+    class Options(StrategyParams):
+        """``argmax`` takes no options (and ignores the warper)."""
+
     def select(self, view: DecodeView, output: StepOutput, draft: DraftTree | None) -> Selection:
         """Argmax at the root, then down the tree while a child matches the argmax."""
         best = output.logits.argmax(-1)  # [rows, 1 + N]
@@ -34,7 +38,7 @@ class ArgmaxVerifier(Verifier):
 
 
 def _build(params: GreedyParams, context: BuildContext) -> Pipeline:
-    return Pipeline(verifier=ArgmaxVerifier())
+    return Pipeline(verifier=build_verifier(ArgmaxVerifier, context=context))
 
 
 GREEDY = Strategy(

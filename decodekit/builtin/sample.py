@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from decodekit.builtin.processors import PenaltiesProcessor
-from decodekit.config import SamplingParams
+from decodekit.config import SamplingParams, StrategyParams
 from decodekit.contracts import DecodeView, DraftTree, Selection, StepOutput, Verifier
 from decodekit.hookspecs import hookimpl
 from decodekit.sampling import Warper, draw_seeds
 from decodekit.strategy import BuildContext, Guarantee, Pipeline, Strategy
+from decodekit.verifying import build_verifier
 
 
 class SampleParams(SamplingParams):
@@ -21,13 +23,26 @@ class AncestralVerifier(Verifier):
 
     Lossless by construction: the token follows exactly the processed, warped target
     distribution, drawn by Gumbel-max with a seed from the row's generator.
+
+    Parameters
+    ----------
+    options : AncestralVerifier.Options, optional
+    context : BuildContext, optional
+    warper : Warper, optional
+        The sampling settings; None samples the processed distribution as it is.
     """
 
     name = "ancestral"
     lossless = True
     greedy_equivalent = True
 
-    def __init__(self, warper: Warper | None = None) -> None:
+    class Options(StrategyParams):
+        """``ancestral`` takes no options of its own: the warper carries the settings."""
+
+    def __init__(
+        self, options: Options | None = None, *, context: Any = None,
+        warper: Warper | None = None,
+    ) -> None:
         self.warper = warper or Warper()
 
     def select(self, view: DecodeView, output: StepOutput, draft: DraftTree | None) -> Selection:
@@ -41,7 +56,8 @@ class AncestralVerifier(Verifier):
 def _build(params: SampleParams, context: BuildContext) -> Pipeline:
     warper = Warper.from_params(params, backend=context.kernel_backend("sample"))
     processors = [PenaltiesProcessor.from_params(params)] if params.has_penalties else []
-    return Pipeline(verifier=AncestralVerifier(warper), processors=processors)
+    verifier = build_verifier(AncestralVerifier, context=context, warper=warper)
+    return Pipeline(verifier=verifier, processors=processors)
 
 
 SAMPLE = Strategy(

@@ -120,6 +120,28 @@ def _strategy_problems(obj: Any, problems: list[str]) -> None:
         problems.append(f"strategy {obj.name!r}: build is not callable")
 
 
+def _options_problems(hook_name: str, name: str, factory: type) -> list[str]:
+    """What keeps a drafter or verifier class from its protocol's ``Options`` model.
+
+    Both protocols (:mod:`decodekit.drafting`, :mod:`decodekit.verifying`) build the
+    class from a validated ``Options`` instance; a verifier's options must all have
+    defaults, since strategies and the test kit build verifiers unconfigured.
+    """
+    from decodekit.config import StrategyParams
+
+    model = getattr(factory, "Options", None)
+    if not (isinstance(model, type) and issubclass(model, StrategyParams)):
+        return [f"{hook_name}: {name!r} has no Options model (a "
+                "decodekit.config.StrategyParams subclass)"]
+    if model.model_config.get("extra") != "forbid":
+        return [f"{hook_name}: {name!r}: its Options model must forbid extra fields"]
+    required = [f for f, info in model.model_fields.items() if info.is_required()]
+    if hook_name == "register_verifiers" and required:
+        return [f"{hook_name}: {name!r}: Options fields without a default: "
+                f"{', '.join(required)}"]
+    return []
+
+
 def _installed_plugin(name: str) -> object:
     """The loaded plugin object ``name``; a plugin that failed to import says why."""
     from decodekit.plugins import failed_plugins, get_registry, pm
@@ -253,6 +275,8 @@ def check_plugin(
                 elif inspect.isabstract(obj):
                     missing = ", ".join(sorted(obj.__abstractmethods__))
                     problems.append(f"{hook_name}: {obj_name!r} does not implement {missing}")
+                elif hook_name in ("register_drafters", "register_verifiers"):
+                    problems += _options_problems(hook_name, obj_name, obj)
             family = hook_name.removeprefix("register_")
             other = getattr(installed, family, {}).get(obj_name)
             if other is not None and other.obj is not obj:
@@ -402,7 +426,12 @@ def _component_strategy(drafter: Any, verifier: Any) -> Any:
             component = context.registry.get(family, component)
         if not isinstance(component, type):
             return component
-        if family == "drafters" and hasattr(component, "Options"):
+        if family == "verifiers":
+            # exactly as strategies build verifiers (the verifier protocol), default options
+            from decodekit.verifying import build_verifier
+
+            return build_verifier(component, context=context, warper=warper)
+        if hasattr(component, "Options"):
             # exactly as strategies build drafters (the drafter protocol), default options
             from decodekit.drafting import validate_drafter_options
 
@@ -463,8 +492,11 @@ def assert_lossless(
     strategy : str or Strategy, optional
         A registered strategy name or a Strategy object.
     drafter, verifier : str, class or object, optional
-        Instead of a strategy: check a verifier (a registered name, a class taking a
-        ``warper`` or nothing, or an instance), optionally with a drafter feeding it.
+        Instead of a strategy: check a verifier (a registered name, a class following the
+        :mod:`verifier protocol <decodekit.verifying>`, built with its default options
+        and the sampling settings' warper, or an instance), optionally with a drafter
+        feeding it (a name, a class following the :mod:`drafter protocol
+        <decodekit.drafting>`, or an instance).
         With a strategy they are strategy parameters (``speculative``'s ``drafter``).
     model : LanguageModel, optional
         A model :func:`~decodekit.testing.next_token_logits` accepts; default

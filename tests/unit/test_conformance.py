@@ -104,8 +104,8 @@ class SquaredVerifier(Verifier):
     name = "squared"
     lossless = True  # a false claim the kit must catch
 
-    def __init__(self, warper):
-        self.warper = warper
+    class Options(StrategyParams):
+        """No options: the warper (the verifier protocol's argument) is all it reads."""
 
     def select(self, view, output, draft):
         probs = self.warper.probs(output.logits[:, 0]) ** 2
@@ -146,6 +146,9 @@ def test_assert_greedy_equivalent_with_a_drafter_and_a_strategy():
 class OffByOneVerifier(Verifier):
     name = "off_by_one"
 
+    class Options(StrategyParams):
+        """No options."""
+
     def select(self, view, output, draft):
         return Selection.single(((output.logits[:, 0].argmax(-1) + 1) % 8).tolist())
 
@@ -159,7 +162,7 @@ def test_assert_lossless_accepts_a_strategy_object():
     def build(params, context):
         from decodekit.sampling import Warper
 
-        return Pipeline(verifier=AncestralVerifier(Warper.from_params(params)))
+        return Pipeline(verifier=AncestralVerifier(warper=Warper.from_params(params)))
 
     strategy = Strategy("my_sampler", "x", sample.SampleParams, Guarantee.LOSSLESS, (), build)
     assert_lossless(strategy, temperature=0.7)
@@ -169,7 +172,7 @@ def test_assert_lossless_accepts_a_strategy_object():
 def _squared_build(params, context):
     from decodekit.sampling import Warper
 
-    return Pipeline(verifier=SquaredVerifier(Warper.from_params(params)))
+    return Pipeline(verifier=SquaredVerifier(warper=Warper.from_params(params)))
 
 
 class BiasedLosslessPlugin:
@@ -220,7 +223,7 @@ class NeedsParamsPlugin:
         def build(params, context):
             from decodekit.sampling import Warper
 
-            return Pipeline(verifier=AncestralVerifier(Warper.from_params(params)))
+            return Pipeline(verifier=AncestralVerifier(warper=Warper.from_params(params)))
 
         register(Strategy("needs_width", "x", WidthParams, Guarantee.LOSSLESS, (), build))
 

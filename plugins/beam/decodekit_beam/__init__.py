@@ -9,9 +9,9 @@
   sampled without replacement by Gumbel-top-k, with their log-probabilities.
 
 All three are verifiers that fork and reorder the loop's rows through
-``Selection.row_sources`` and keep their finished hypotheses themselves; a prompt gives
-several completions (``num_return_sequences``, or ``k``), each with its ``prompt_index``
-and ``score``.
+``Selection.row_sources`` and hand every finished hypothesis to the loop as a row, so the
+loop stops it, checks its stop strings and keeps it; a prompt gives several completions
+(``num_return_sequences``, or ``k``), each with its ``prompt_index`` and ``score``.
 
 >>> import decodekit
 >>> outs = decodekit.generate("Name a colour.", strategy="beam", num_beams=4,
@@ -25,19 +25,25 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from decodekit import BuildContext, Guarantee, Pipeline, Strategy, Verifier, hookimpl
-from decodekit_beam.beam import BeamVerifier, Hypothesis
+from decodekit.verifying import build_verifier
+from decodekit_beam.beam import BeamVerifier
 from decodekit_beam.exact import inclusion_probabilities, ordered_sample_distribution
-from decodekit_beam.params import BeamParams, DiverseBeamParams, StochasticBeamParams
+from decodekit_beam.params import (
+    BeamOptions,
+    BeamParams,
+    DiverseBeamParams,
+    StochasticBeamParams,
+)
 from decodekit_beam.stochastic import StochasticBeamVerifier, conditional_gumbel
 
 __all__ = [
     "BEAM",
     "DIVERSE_BEAM",
     "STOCHASTIC_BEAM",
+    "BeamOptions",
     "BeamParams",
     "BeamVerifier",
     "DiverseBeamParams",
-    "Hypothesis",
     "StochasticBeamParams",
     "StochasticBeamVerifier",
     "conditional_gumbel",
@@ -47,33 +53,13 @@ __all__ = [
 
 
 def _build_beam(params: BeamParams, context: BuildContext) -> Pipeline:
-    return Pipeline(
-        verifier=BeamVerifier(
-            params.num_beams,
-            length_penalty=params.length_penalty,
-            early_stopping=params.early_stopping,
-            num_return_sequences=params.num_return_sequences,
-        )
-    )
-
-
-def _build_diverse(params: DiverseBeamParams, context: BuildContext) -> Pipeline:
-    return Pipeline(
-        verifier=BeamVerifier(
-            params.num_beams,
-            length_penalty=params.length_penalty,
-            early_stopping=params.early_stopping,
-            num_return_sequences=params.num_return_sequences,
-            num_groups=params.num_groups,
-            diversity_penalty=params.diversity_penalty,
-        )
-    )
+    """``beam`` and ``diverse_beam``: the ``beam`` verifier with the strategy's settings."""
+    return Pipeline(verifier=build_verifier(BeamVerifier, params.model_dump(), context=context,
+                                            where="params."))
 
 
 def _build_stochastic(params: StochasticBeamParams, context: BuildContext) -> Pipeline:
-    return Pipeline(
-        verifier=StochasticBeamVerifier(params.num_beams, temperature=params.temperature)
-    )
+    return Pipeline(verifier=build_verifier(StochasticBeamVerifier, params, context=context))
 
 
 BEAM = Strategy(
@@ -93,7 +79,7 @@ DIVERSE_BEAM = Strategy(
     params=DiverseBeamParams,
     guarantee=Guarantee.NONE,
     components=(("verifier", "beam"),),
-    build=_build_diverse,
+    build=_build_beam,
 )
 
 STOCHASTIC_BEAM = Strategy(

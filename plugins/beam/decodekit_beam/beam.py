@@ -2,19 +2,21 @@
 
 The decode loop holds the running beams as rows. At the first step each prompt's single
 row is forked into its beams (``Selection.row_sources`` with repeats); afterwards every
-step replaces each prompt's rows by the best continuations of all of them. Finished
-hypotheses (a continuation that ends in EOS, or reaches the token limit) never become
-rows: the verifier keeps them and reports the best in :meth:`BeamVerifier.finalize`.
-When a prompt is done (early stopping), its rows simply leave the batch.
+step replaces each prompt's rows by the best continuations of all of them. A
+continuation that would end its row (EOS, a stop string or the token limit: the loop's
+own test, :attr:`DecodeView.would_stop`) is a finished hypothesis: the verifier hands it
+to the loop as a row of its own, which the loop ends, cuts at its stop string and keeps
+with its score; :meth:`BeamVerifier.finalize` ranks the rows the loop kept. When a prompt
+is done (early stopping), its running rows simply leave the batch.
 
 The semantics follow transformers 5's ``_beam_search`` step for step:
 
 - candidates are the top ``K = max(2, 1 + n_eos) * beams`` of ``score + log p`` over
   every beam and token (``log p`` is the log-softmax of the processed logits);
-- a candidate that hits EOS (or the token limit) is finished only if it is among the
-  top ``beams`` candidates; its score is ``sum log p / length ** length_penalty``,
-  ``length`` counting generated tokens, EOS included; the best ``beams`` finished
-  hypotheses are kept;
+- a candidate that hits a stopping criterion (EOS, a stop string, the token limit) is
+  finished only if it is among the top ``beams`` candidates; its score is
+  ``sum log p / length ** length_penalty``, ``length`` counting generated tokens, EOS
+  included; the best ``beams`` finished hypotheses are kept;
 - the running beams are the top ``beams`` candidates that did not finish;
 - a prompt stops when ``early_stopping`` is true and ``beams`` hypotheses are finished,
   or, otherwise, when ``beams`` hypotheses are finished and the best running beam's
@@ -33,73 +35,52 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import replace
+from typing import Any
 
 import torch
 
 from decodekit.contracts import DecodeView, DraftTree, RowResult, Selection, StepOutput, Verifier
+from decodekit_beam.params import BeamOptions
 
-__all__ = ["BeamVerifier", "Hypothesis"]
-
-
-@dataclass(order=True)
-class Hypothesis:
-    """A finished sequence of one prompt.
-
-    Attributes
-    ----------
-    score : float
-        The value it is ranked by (beam search: the length-normalized score).
-    token_ids : list of int
-        Generated tokens (EOS included when it ended the sequence).
-    log_prob : float
-        Sum of the (processed) log-probabilities of its tokens.
-    finish_reason : str
-        ``"stop"`` or ``"length"``.
-    """
-
-    score: float
-    token_ids: list[int] = field(compare=False)
-    log_prob: float = field(compare=False)
-    finish_reason: str = field(compare=False)
+__all__ = ["BeamVerifier", "best_rows", "ends_row", "prompt_rows"]
 
 
 def best_rows(
-    prompt_ids: dict[int, list[int]],
-    hypotheses: dict[int, list[Hypothesis]],
+    rows: list[RowResult],
     count: int,
-    passes: dict[int, int],
     *,
-    score: Callable[[Hypothesis], float],
+    key: Callable[[RowResult], float],
+    score: Callable[[RowResult], float],
 ) -> list[RowResult]:
-    """The ``count`` best hypotheses of every prompt, as rows to report, best first.
+    """The ``count`` best finished rows of every prompt, best first, prompts in order.
 
     Parameters
     ----------
-    prompt_ids : dict of int to list of int
-        Each prompt's token ids, by prompt index.
-    hypotheses : dict of int to list of Hypothesis
-        Candidates per prompt, in any order (ranked by ``Hypothesis`` ordering).
+    rows : list of RowResult
+        Every row the loop ended, in the order they ended (ties keep that order).
     count : int
         How many to report per prompt.
-    passes : dict of int to int
-        Forwards each prompt took part in.
+    key : callable
+        The value rows are ranked by.
     score : callable
-        The score a row reports for its hypothesis.
+        The score a reported row carries.
+
+    Returns
+    -------
+    list of RowResult
+        Copies of the chosen rows, each with its score and the forwards its prompt took
+        part in.
     """
+    passes: dict[int, int] = {}
+    by_prompt: dict[int, list[RowResult]] = {}
+    for row in rows:
+        passes[row.prompt_index] = max(passes.get(row.prompt_index, 0), row.forward_passes)
+        by_prompt.setdefault(row.prompt_index, []).append(row)
     results = []
-    for prompt in sorted(prompt_ids):
-        for hypothesis in sorted(hypotheses.get(prompt, []), reverse=True)[:count]:
-            results.append(
-                RowResult(
-                    prompt_index=prompt,
-                    prompt_ids=list(prompt_ids[prompt]),
-                    token_ids=list(hypothesis.token_ids),
-                    finish_reason=hypothesis.finish_reason,
-                    forward_passes=passes.get(prompt, len(hypothesis.token_ids)),
-                    score=score(hypothesis),
-                )
-            )
+    for prompt in sorted(by_prompt):
+        for row in sorted(by_prompt[prompt], key=key, reverse=True)[:count]:
+            results.append(replace(row, score=score(row), forward_passes=passes[prompt]))
     return results
 
 
@@ -111,111 +92,88 @@ def prompt_rows(row_ids: list[int]) -> dict[int, list[int]]:
     return groups
 
 
+def ends_row(view: DecodeView, row: int, token: int) -> bool:
+    """Whether committing ``token`` to ``row`` ends it (the loop's own stop test)."""
+    if view.would_stop is None:
+        raise ValueError("beam search needs DecodeView.would_stop, which the decode loop sets")
+    return view.would_stop(row, [token]) is not None
+
+
 class BeamVerifier(Verifier):
     """Beam search (``num_groups=1``) or diverse beam search over the loop's rows.
 
     Parameters
     ----------
-    num_beams : int
-        Beams per prompt, over all groups.
-    length_penalty : float
-        Exponent of the length normalization of finished scores.
-    early_stopping : bool or "never"
-        Stopping rule, as in transformers.
-    num_return_sequences : int
-        Hypotheses reported per prompt, best first.
-    num_groups : int
-        Groups of ``num_beams // num_groups`` beams (diverse beam search when > 1).
-    diversity_penalty : float
-        Hamming diversity strength between groups.
+    options : BeamOptions, optional
+        ``num_beams`` (beams per prompt, over all groups), ``length_penalty`` (exponent
+        of the length normalization of finished scores), ``early_stopping`` (the
+        stopping rule, as in transformers), ``num_return_sequences`` (hypotheses
+        reported per prompt, best first), ``num_groups`` (groups of
+        ``num_beams // num_groups`` beams: diverse beam search when > 1) and
+        ``diversity_penalty`` (Hamming diversity strength between groups).
+    context : BuildContext, optional
+    warper : Warper, optional
+        Unused: beam search does not sample.
     """
 
     name = "beam"
+    Options = BeamOptions
 
     def __init__(
-        self,
-        num_beams: int = 4,
-        *,
-        length_penalty: float = 1.0,
-        early_stopping: bool | str = False,
-        num_return_sequences: int = 1,
-        num_groups: int = 1,
-        diversity_penalty: float = 0.0,
+        self, options: BeamOptions | None = None, *, context: Any = None, warper: Any = None
     ) -> None:
-        if num_beams < 1:
-            raise ValueError(f"num_beams must be >= 1, got {num_beams}")
-        if num_groups < 1 or num_beams % num_groups:
-            raise ValueError(f"num_groups ({num_groups}) must divide num_beams ({num_beams})")
-        if not 1 <= num_return_sequences <= num_beams:
-            raise ValueError(
-                f"num_return_sequences ({num_return_sequences}) must be in 1..num_beams "
-                f"({num_beams})"
-            )
-        if early_stopping not in (True, False, "never"):
-            raise ValueError(
-                f"early_stopping must be true, false or 'never', got {early_stopping!r}"
-            )
-        self.num_beams = num_beams
-        self.group_size = num_beams // num_groups
-        self.num_groups = num_groups
-        self.length_penalty = float(length_penalty)
-        self.early_stopping = early_stopping
-        self.num_return_sequences = num_return_sequences
-        self.diversity_penalty = float(diversity_penalty)
-        #: finished hypotheses per (prompt, group), best first, at most ``group_size``
-        self.hypotheses: dict[tuple[int, int], list[Hypothesis]] = {}
-        self.prompt_ids: dict[int, list[int]] = {}
-        self.eos: frozenset[int] = frozenset()
+        options = options if options is not None else BeamOptions()
+        self.num_beams = options.num_beams
+        self.group_size = options.num_beams // options.num_groups
+        self.num_groups = options.num_groups
+        self.length_penalty = float(options.length_penalty)
+        self.early_stopping = options.early_stopping
+        self.num_return_sequences = options.num_return_sequences
+        self.diversity_penalty = float(options.diversity_penalty)
+        #: per (prompt, group), the normalized scores of the best finished hypotheses
+        #: handed to the loop, best first, at most ``group_size`` (the stopping test's)
+        self.finished: dict[tuple[int, int], list[float]] = {}
 
     # ------------------------------------------------------------------ one step
     def select(self, view: DecodeView, output: StepOutput, draft: DraftTree | None) -> Selection:
-        """Expand every running beam, finish hypotheses, choose the next running beams."""
+        """Expand every running beam; return the next running beams and the new finished ones."""
         if draft is not None:
             raise ValueError("beam search does not verify drafts")
-        self.eos = view.model.eos_token_ids
         logp = torch.log_softmax(output.logits[:, 0].float(), dim=-1)  # [rows, V]
         vocab = logp.shape[-1]
-        state = view.row_state or {}
-        scores, groups = state.get("scores"), state.get("groups")
-        sources: list[int] = []
-        tokens: list[list[int]] = []
-        new_scores: list[float] = []
-        new_groups: list[int] = []
+        state = view.row_state
+        first = state is None  # the prompt's step: one row per prompt
+        chosen: list[tuple[int, int, float, int, bool]] = []  # source, token, score, group, ends
         for prompt, rows in prompt_rows(view.row_ids).items():
-            first = prompt not in self.prompt_ids
-            if first:
-                head = rows[0]
-                self.prompt_ids[prompt] = list(view.sequences[head][: view.prompt_lengths[head]])
-            chosen_now: list[int] = []  # tokens the earlier groups chose at this step
+            chosen_now: list[int] = []  # tokens the earlier groups' beams chose at this step
             for group in range(self.num_groups):
                 if first:
                     members, base = rows[:1], torch.zeros(1)
                 else:
-                    assert scores is not None and groups is not None
-                    members = [r for r in rows if int(groups[r]) == group]
-                    base = scores[members]
+                    assert state is not None
+                    members = [r for r in rows if int(state["groups"][r]) == group]
+                    base = state["scores"][members].float()
                 if not members:
                     continue  # this group is done
                 group_logp = logp[members]
                 if self.diversity_penalty and chosen_now:
                     counts = torch.bincount(torch.tensor(chosen_now), minlength=vocab)
                     group_logp = group_logp - self.diversity_penalty * counts.to(group_logp.dtype)
-                running = self._expand(view, prompt, group, members, base, group_logp)
-                for source, token, score in running:
-                    sources.append(source)
-                    tokens.append([token])
-                    new_scores.append(score)
-                    new_groups.append(group)
-                    chosen_now.append(token)
+                running, ended = self._expand(view, prompt, group, members, base, group_logp)
+                chosen += [(s, t, v, group, False) for s, t, v in running]
+                chosen += [(s, t, v, group, True) for s, t, v in ended]
+                chosen_now += [t for _, t, _ in running]
+        scores = torch.tensor([c[2] for c in chosen], dtype=torch.float32)
         return Selection(
-            tokens=tokens,
-            kept_nodes=[[] for _ in tokens],
-            accepted_draft=[0] * len(tokens),
-            row_sources=torch.tensor(sources, dtype=torch.long),
-            scores=torch.tensor(new_scores, dtype=torch.float32),
+            tokens=[[c[1]] for c in chosen],
+            kept_nodes=[[] for _ in chosen],
+            accepted_draft=[0] * len(chosen),
+            row_sources=torch.tensor([c[0] for c in chosen], dtype=torch.long),
+            scores=scores,
+            finished=[c[4] for c in chosen],
             row_state={
-                "scores": torch.tensor(new_scores, dtype=torch.float32),
-                "groups": torch.tensor(new_groups, dtype=torch.long),
+                "scores": scores,
+                "groups": torch.tensor([c[3] for c in chosen], dtype=torch.long),
             },
         )
 
@@ -227,49 +185,44 @@ class BeamVerifier(Verifier):
         members: list[int],
         base: torch.Tensor,
         logp: torch.Tensor,
-    ) -> list[tuple[int, int, float]]:
-        """One group's step: returns its running beams as (source row, token, score).
+    ) -> tuple[list[tuple[int, int, float]], list[tuple[int, int, float]]]:
+        """One group's step: its running beams and its new finished hypotheses.
 
-        An empty list means the group is done (its rows leave the batch).
+        Both as (source row, token, summed log-probability). No running beams means the
+        group is done (its rows leave the batch).
         """
         beams = self.group_size
         vocab = logp.shape[-1]
         row = members[0]
         generated = len(view.sequences[row]) - view.prompt_lengths[row] + 1  # with the new token
         budget = view.budgets[row] if view.budgets is not None else None
-        last = budget is not None and budget <= 1
         accumulated = (base.unsqueeze(1) + logp).reshape(-1)  # [members * V], float32
-        k = min(max(2, 1 + len(self.eos)) * beams, accumulated.numel())
+        k = min(max(2, 1 + len(view.model.eos_token_ids)) * beams, accumulated.numel())
         top_values, top_index = torch.topk(accumulated, k)
-        normalized = top_values / (generated**self.length_penalty)
-        finished = self.hypotheses.setdefault((prompt, group), [])
+        normalized = (top_values / (generated**self.length_penalty)).tolist()
+        best = self.finished.setdefault((prompt, group), [])
         running: list[tuple[int, int, float]] = []
+        ended: list[tuple[int, int, float]] = []
         candidates = zip(top_values.tolist(), top_index.tolist(), strict=True)
         for i, (value, index) in enumerate(candidates):
             if value == -math.inf:
                 break
             source, token = members[index // vocab], index % vocab
-            if token in self.eos or last:
-                if i < beams:  # only the top `beams` candidates may finish
-                    history = view.sequences[source][view.prompt_lengths[source] :]
-                    finished.append(
-                        Hypothesis(
-                            score=float(normalized[i]),
-                            token_ids=[*history, token],
-                            log_prob=value,
-                            finish_reason="stop" if token in self.eos else "length",
-                        )
-                    )
+            if ends_row(view, source, token):
+                # only the top `beams` candidates may finish, and only into the best `beams`
+                if i < beams and (len(best) < beams or normalized[i] > best[-1]):
+                    ended.append((source, token, value))
+                    best.append(normalized[i])
+                    best.sort(reverse=True)
+                    del best[beams:]
             elif len(running) < beams:
                 running.append((source, token, value))
-        finished.sort(reverse=True)
-        del finished[beams:]
-        if last or not running or self._done(finished, running[0][2], generated, budget):
-            return []
-        return running
+        if not running or self._done(best, running[0][2], generated, budget):
+            return [], ended
+        return running, ended
 
     def _done(
-        self, finished: list[Hypothesis], best_running: float, length: int, budget: int | None
+        self, finished: list[float], best_running: float, length: int, budget: int | None
     ) -> bool:
         """Whether no running beam of a group can still enter its finished hypotheses."""
         if len(finished) < self.group_size:
@@ -280,37 +233,23 @@ class BeamVerifier(Verifier):
         if self.early_stopping == "never" and penalty > 0.0 and budget is not None:
             length = length + budget - 1  # the longest length still possible
         best = torch.tensor(best_running, dtype=torch.float32) / (length**penalty)
-        return not bool(best > finished[-1].score)
+        return not bool(best > finished[-1])
 
     # ------------------------------------------------------------------ results
     def finalize(self, rows: list[RowResult]) -> list[RowResult]:
-        """The best ``num_return_sequences`` hypotheses per prompt, best first.
+        """The best ``num_return_sequences`` finished rows per prompt, best first.
 
-        Rows the loop ended itself (a stop string, a completed constraint) are
-        hypotheses too, scored like finished beams.
+        Every row the loop ended is a hypothesis, scored by its summed log-probability
+        over its length to the power ``length_penalty`` (in float32, as transformers
+        does): the finished hypotheses this verifier handed over, and rows the loop
+        ended itself (a completed constraint).
         """
-        extra: dict[int, list[Hypothesis]] = {}
-        passes: dict[int, int] = {}
-        for row in rows:
-            passes[row.prompt_index] = max(passes.get(row.prompt_index, 0), row.forward_passes)
-            self.prompt_ids.setdefault(row.prompt_index, list(row.prompt_ids))
-            if row.score is None:
-                continue
-            length = max(len(row.token_ids), 1)
-            extra.setdefault(row.prompt_index, []).append(
-                Hypothesis(
-                    score=row.score / length**self.length_penalty,
-                    token_ids=list(row.token_ids),
-                    log_prob=row.score,
-                    finish_reason=row.finish_reason or "stop",
-                )
-            )
-        ranked = {
-            prompt: [h for (p, _), hs in self.hypotheses.items() if p == prompt for h in hs]
-            + extra.get(prompt, [])
-            for prompt in self.prompt_ids
-        }
         return best_rows(
-            self.prompt_ids, ranked, self.num_return_sequences, passes,
-            score=lambda h: h.score,
+            rows, self.num_return_sequences, key=self._normalized, score=self._normalized
         )
+
+    def _normalized(self, row: RowResult) -> float:
+        if row.score is None:
+            return -math.inf
+        length = max(len(row.token_ids), 1)
+        return float(torch.tensor(row.score, dtype=torch.float32) / length**self.length_penalty)

@@ -8,7 +8,13 @@ from pydantic import Field, model_validator
 
 from decodekit.config import StrategyParams
 
-__all__ = ["BeamParams", "DiverseBeamParams", "EarlyStopping", "StochasticBeamParams"]
+__all__ = [
+    "BeamOptions",
+    "BeamParams",
+    "DiverseBeamParams",
+    "EarlyStopping",
+    "StochasticBeamParams",
+]
 
 #: ``True``: stop a prompt as soon as ``num_beams`` hypotheses are finished; ``False``:
 #: stop when the best running beam, at its current length, cannot beat the worst finished
@@ -67,6 +73,21 @@ class DiverseBeamParams(BeamParams):
                 f"num_groups ({self.num_groups}) must divide num_beams ({self.num_beams})"
             )
         return self
+
+
+class BeamOptions(DiverseBeamParams):
+    """Options of the ``beam`` verifier: one group and no diversity penalty by default.
+
+    ``beam`` builds it from :class:`BeamParams` (one group), ``diverse_beam`` from
+    :class:`DiverseBeamParams`.
+    """
+
+    num_groups: int = Field(
+        1, ge=1, description="Groups the beams are split into (must divide num_beams)."
+    )
+    diversity_penalty: float = Field(
+        0.0, ge=0.0, description="Hamming diversity strength between groups; 0 turns it off."
+    )
 
 
 class StochasticBeamParams(StrategyParams):

@@ -11,8 +11,10 @@ children of a node with value ``T`` get independent Gumbels ``G_i ~ Gumbel(log p
     G~_i = -log(exp(-T) - exp(-Z) + exp(-G_i)),   Z = max_i G_i
 
 and keeping the ``k`` best nodes at every depth keeps the ``k`` best sequences. A
-finished sequence (EOS, or the token limit) stays in the beam with its value until ``k``
-better ones push it out. With ``k = 1`` this is ancestral sampling.
+finished sequence (EOS, a stop string, or the token limit: the loop's own test,
+:attr:`DecodeView.would_stop`) is handed to the loop as a row that ends at once, and its
+value stays in the beam until ``k`` better ones push it out; :meth:`finalize` ranks the
+rows the loop kept by the value kept with each. With ``k = 1`` this is ancestral sampling.
 
 Noise comes from the kernels' counter-based generator
 (:func:`decodekit_kernels.gumbel`): one seed per prompt, drawn from the prompt's row
@@ -23,12 +25,14 @@ sample on any device and forked rows never share noise.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import decodekit_kernels as kernels
 import torch
 
 from decodekit.contracts import DecodeView, DraftTree, RowResult, Selection, StepOutput, Verifier
-from decodekit_beam.beam import Hypothesis, best_rows, prompt_rows
+from decodekit_beam.beam import best_rows, ends_row, prompt_rows
+from decodekit_beam.params import StochasticBeamParams
 
 __all__ = ["StochasticBeamVerifier", "conditional_gumbel"]
 
@@ -67,10 +71,11 @@ class StochasticBeamVerifier(Verifier):
 
     Parameters
     ----------
-    num_beams : int
-        ``k``.
-    temperature : float
-        Softmax temperature of the distribution sampled from.
+    options : StochasticBeamParams, optional
+        ``num_beams`` (``k``) and ``temperature`` (of the softmax sampled from).
+    context : BuildContext, optional
+    warper : Warper, optional
+        Unused: the temperature is an option of its own.
 
     Notes
     -----
@@ -79,19 +84,20 @@ class StochasticBeamVerifier(Verifier):
     """
 
     name = "stochastic_beam"
+    Options = StochasticBeamParams  # the verifier protocol: its options are the strategy's
 
-    def __init__(self, num_beams: int = 4, *, temperature: float = 1.0) -> None:
-        if num_beams < 1:
-            raise ValueError(f"num_beams must be >= 1, got {num_beams}")
-        if not temperature > 0.0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.num_beams = num_beams
-        self.temperature = float(temperature)
-        self.prompt_ids: dict[int, list[int]] = {}
+    def __init__(
+        self, options: StochasticBeamParams | None = None, *, context: Any = None,
+        warper: Any = None,
+    ) -> None:
+        options = options if options is not None else StochasticBeamParams()
+        self.num_beams = options.num_beams
+        self.temperature = float(options.temperature)
         self.seeds: dict[int, torch.Tensor] = {}
         self.counters: dict[int, int] = {}
-        #: finished sequences per prompt that are still among the k best
-        self.finished: dict[int, list[Hypothesis]] = {}
+        #: per prompt, the perturbed values of the finished sequences handed to the loop
+        #: that are still among the k best nodes
+        self.finished: dict[int, list[float]] = {}
 
     def select(self, view: DecodeView, output: StepOutput, draft: DraftTree | None) -> Selection:
         """Expand every running node with conditioned Gumbels; keep the k best nodes.
@@ -101,16 +107,14 @@ class StochasticBeamVerifier(Verifier):
         """
         if draft is not None:
             raise ValueError("stochastic beam search does not verify drafts")
-        eos = view.model.eos_token_ids
         logp = torch.log_softmax(output.logits[:, 0].double() / self.temperature, dim=-1)
         vocab = logp.shape[-1]
         state = view.row_state or {}
         sums, keys = state.get("log_probs"), state.get("keys")
         groups = list(prompt_rows(view.row_ids).items())
         for prompt, members in groups:
-            if prompt not in self.prompt_ids:
+            if prompt not in self.seeds:
                 row = members[0]
-                self.prompt_ids[prompt] = list(view.sequences[row][: view.prompt_lengths[row]])
                 self.seeds[prompt] = kernels.seeds_from_generators([view.generators[row]])
                 self.counters[prompt] = 0
                 self.finished[prompt] = []
@@ -142,69 +146,49 @@ class StochasticBeamVerifier(Verifier):
         most = max(len(d) for d in done)
         finished_keys = torch.full((len(groups), most), float("-inf"), dtype=torch.float64)
         for g, items in enumerate(done):
-            finished_keys[g, : len(items)] = torch.tensor([h.score for h in items])
+            finished_keys[g, : len(items)] = torch.tensor(items, dtype=torch.float64)
         pool = torch.cat([children, finished_keys], dim=1)
         values, index = torch.topk(pool, min(self.num_beams, pool.shape[1]), dim=1)
         flat_logp = child_logp.reshape(len(groups), -1)
-        sources: list[int] = []
-        tokens: list[list[int]] = []
-        new_sums: list[float] = []
-        new_keys: list[float] = []
+        chosen: list[tuple[int, int, float, float, bool]] = []  # source, token, sum, key, ends
         for g, (prompt, members) in enumerate(groups):
-            last = view.budgets is not None and view.budgets[members[0]] <= 1
-            kept: list[Hypothesis] = []
+            kept: list[float] = []
             for value, i in zip(values[g].tolist(), index[g].tolist(), strict=True):
                 if value == -math.inf:
                     break
-                if i >= children.shape[1]:
-                    kept.append(done[g][i - children.shape[1]])
+                if i >= children.shape[1]:  # a finished sequence that stays among the k
+                    kept.append(value)
                     continue
                 source, token = members[i // vocab], i % vocab
-                history = view.sequences[source][view.prompt_lengths[source] :]
-                log_prob = float(flat_logp[g, i])
-                if token in eos or last:
-                    reason = "stop" if token in eos else "length"
-                    kept.append(Hypothesis(value, [*history, token], log_prob, reason))
-                else:
-                    sources.append(source)
-                    tokens.append([token])
-                    new_sums.append(log_prob)
-                    new_keys.append(value)
+                ends = ends_row(view, source, token)
+                if ends:
+                    kept.append(value)
+                chosen.append((source, token, float(flat_logp[g, i]), value, ends))
             self.finished[prompt] = kept
         return Selection(
-            tokens=tokens,
-            kept_nodes=[[] for _ in tokens],
-            accepted_draft=[0] * len(tokens),
-            row_sources=torch.tensor(sources, dtype=torch.long),
-            scores=torch.tensor(new_sums, dtype=torch.float32),
+            tokens=[[c[1]] for c in chosen],
+            kept_nodes=[[] for _ in chosen],
+            accepted_draft=[0] * len(chosen),
+            row_sources=torch.tensor([c[0] for c in chosen], dtype=torch.long),
+            scores=torch.tensor([c[2] for c in chosen], dtype=torch.float32),
+            finished=[c[4] for c in chosen],
             row_state={
-                "log_probs": torch.tensor(new_sums, dtype=torch.float64),
-                "keys": torch.tensor(new_keys, dtype=torch.float64),
+                "log_probs": torch.tensor([c[2] for c in chosen], dtype=torch.float64),
+                "keys": torch.tensor([c[3] for c in chosen], dtype=torch.float64),
             },
         )
 
     def finalize(self, rows: list[RowResult]) -> list[RowResult]:
         """Per prompt, the ``k`` sampled sequences in sampling order, scored by log-probability.
 
-        Rows the loop ended itself (a stop string, a completed constraint) are complete
-        sequences too and take their place among the k by their perturbed value, which
-        the loop kept with the row (:attr:`RowResult.state`): tokens a constraint forced
-        after it have probability one and change neither value.
+        Every row the loop ended is a complete sequence and takes its place among the k
+        by its perturbed value, which the loop kept with the row
+        (:attr:`RowResult.state`): the finished sequences this verifier handed over, and
+        rows the loop ended itself (a completed constraint; tokens a constraint forced
+        have probability one and change neither value).
         """
-        passes: dict[int, int] = {}
-        ended: dict[int, list[Hypothesis]] = {}
-        for row in rows:
-            passes[row.prompt_index] = max(passes.get(row.prompt_index, 0), row.forward_passes)
-            self.prompt_ids.setdefault(row.prompt_index, list(row.prompt_ids))
-            key = row.state.get("keys", -math.inf)
-            log_prob = row.state.get("log_probs", float(row.score or 0.0))
-            ended.setdefault(row.prompt_index, []).append(
-                Hypothesis(key, list(row.token_ids), log_prob, row.finish_reason or "stop")
-            )
-        candidates = {
-            prompt: [*self.finished.get(prompt, []), *ended.get(prompt, [])]
-            for prompt in self.prompt_ids
-        }
         return best_rows(
-            self.prompt_ids, candidates, self.num_beams, passes, score=lambda h: h.log_prob
+            rows, self.num_beams,
+            key=lambda row: row.state.get("keys", -math.inf),
+            score=lambda row: row.state.get("log_probs", float(row.score or 0.0)),
         )

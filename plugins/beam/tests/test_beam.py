@@ -122,6 +122,23 @@ def test_stop_strings_see_every_token_of_a_hypothesis(eos_llama, monkeypatch):
     assert all(last not in c.text for c in cut)  # every reported hypothesis is cut
 
 
+@pytest.mark.parametrize("num_beams", [2, 3])
+def test_a_stop_string_ends_hypotheses_as_an_eos_token_would(num_beams):
+    """During the search, a candidate whose text holds a stop string is finished like one
+    that ends in EOS: with a stop string matching exactly token 1, beam search over a
+    model without EOS returns what it returns over the same model with EOS = 1."""
+    plain = Engine(AttentionModel.random(5, seed=27))
+    with_eos = Engine(AttentionModel.random(5, seed=27, eos_token_id=1))  # same weights
+    settings = dict(strategy="beam", num_beams=num_beams, num_return_sequences=num_beams,
+                    max_new_tokens=6)
+    stopped = plain.generate([[0, 3]], stop=["1"], **settings)
+    expected = with_eos.generate([[0, 3]], **settings)
+    assert {c.finish_reason for c in expected} == {"stop", "length"}  # EOS ends some
+    assert [c.token_ids for c in stopped] == [c.token_ids for c in expected]
+    assert [c.score for c in stopped] == pytest.approx([c.score for c in expected], abs=1e-6)
+    assert [c.finish_reason for c in stopped] == [c.finish_reason for c in expected]
+
+
 def test_a_batch_equals_prompts_one_at_a_time(eos_llama):
     settings = dict(strategy="beam", num_beams=3, num_return_sequences=2, max_new_tokens=10)
     batch = eos_llama.generate(PROMPTS, **settings)

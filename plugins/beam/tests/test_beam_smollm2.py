@@ -53,6 +53,35 @@ def test_beam_equals_transformers(smollm2, settings, prompts):
 
 
 @pytest.mark.smollm2
+@pytest.mark.parametrize(
+    ("prompt", "stop"),
+    [("Write a short poem about the sea.", "\n"),
+     ("What is the capital of France? Answer in one sentence.", " is")],
+    ids=["newline", "word"],
+)
+def test_beam_with_stop_strings_equals_transformers(smollm2, prompt, stop):
+    """A stop string ends a candidate during the search, as transformers' stopping
+    criteria do: the same four hypotheses, in the same order, with the same scores."""
+    model = smollm2.model
+    ids = torch.tensor([model.encode(prompt)])
+    eos = sorted(model.eos_token_ids)
+    out = model.hf.generate(
+        input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS,
+        do_sample=False, num_beams=4, num_return_sequences=4, return_dict_in_generate=True,
+        output_scores=True, pad_token_id=eos[0], eos_token_id=eos, stop_strings=[stop],
+        tokenizer=model.tokenizer,
+    )
+    lengths = (out.beam_indices >= 0).sum(dim=1).tolist()  # generated tokens per hypothesis
+    rows = [row[ids.shape[1] : ids.shape[1] + n]
+            for row, n in zip(out.sequences.tolist(), lengths, strict=True)]
+    ours = smollm2.generate(prompt, strategy="beam", num_beams=4, num_return_sequences=4,
+                            max_new_tokens=NEW_TOKENS, stop=[stop])
+    assert [c.token_ids for c in ours] == rows
+    assert [c.score for c in ours] == pytest.approx(out.sequences_scores.tolist(), abs=2e-4)
+    assert all(c.finish_reason == "stop" and stop not in c.text for c in ours)
+
+
+@pytest.mark.smollm2
 def test_diverse_beam_without_penalty_equals_two_beams(smollm2):
     settings = dict(max_new_tokens=16)
     diverse = smollm2.generate(PROMPTS[0], strategy="diverse_beam", num_beams=4, num_groups=2,

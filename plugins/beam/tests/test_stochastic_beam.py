@@ -142,7 +142,7 @@ def test_rows_the_loop_ended_are_ranked_by_the_key_kept_with_them():
 
     from decodekit.contracts import RowResult
 
-    verifier = StochasticBeamVerifier(num_beams=3)
+    verifier = StochasticBeamVerifier(StochasticBeamVerifier.Options(num_beams=3))
     rows = [
         RowResult(prompt_index=0, prompt_ids=[1], token_ids=[4, 5, 9, 9],  # + forced 9, 9
                   finish_reason="stop", state={"keys": -1.0, "log_probs": -2.5}),
@@ -154,3 +154,26 @@ def test_rows_the_loop_ended_are_ranked_by_the_key_kept_with_them():
     out = verifier.finalize(rows)
     assert [r.token_ids for r in out] == [[4, 5, 9, 9], [7], [4, 6]]  # by key, not history
     assert [r.score for r in out] == [-2.5, -0.5, -1.5]  # each reports its log-probability
+
+
+def test_a_stop_string_ends_samples_as_an_eos_token_would():
+    """Stop strings end candidates during the search: with a stop string that matches
+    exactly token 1, the k-samples of a model without EOS follow the exact law of the same
+    model with EOS = 1 (2,000 k-samples, k = 3, chi-square at alpha = 1e-4)."""
+    n, k, length = 2000, 3, 3
+    plain = AttentionModel.random(4, seed=11)
+    with_eos = AttentionModel.random(4, seed=11, eos_token_id=1)  # same weights
+    completions = Engine(plain).generate(
+        [[0]] * n, strategy="stochastic_beam", num_beams=k, max_new_tokens=length,
+        stop=["1"], seed=3,
+    )
+    samples: dict[int, list[tuple[int, ...]]] = {}
+    for completion in completions:
+        samples.setdefault(completion.prompt_index, []).append(tuple(completion.token_ids))
+    exact = exact_sequence_distribution(with_eos, [0], length)
+    assert any(1 in s and len(s) < length for s in exact)  # the stop ends outputs early
+    ordered = ordered_sample_distribution(exact, k)
+    assert_matches_distribution(Counter(tuple(samples[i]) for i in range(n)), ordered,
+                                alpha=ALPHA)
+    stopped = [c for c in completions if 1 in c.token_ids]
+    assert stopped and all(c.finish_reason == "stop" and c.token_ids[-1] == 1 for c in stopped)

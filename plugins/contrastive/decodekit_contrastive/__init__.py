@@ -33,6 +33,7 @@ scores wins, so ``alpha = 0`` commits exactly greedy decoding's tokens.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import decodekit_kernels as kernels
 import torch
@@ -53,8 +54,10 @@ from decodekit import (
     Warper,
     hookimpl,
 )
+from decodekit.config import KernelBackend
 from decodekit.drafting import build_drafter
 from decodekit.errors import ConfigError
+from decodekit.verifying import build_verifier
 
 __all__ = [
     "CONTRASTIVE",
@@ -231,19 +234,35 @@ class ContrastiveVerifier(Verifier):
 
     Parameters
     ----------
-    alpha : float
-        Weight of the degeneration penalty, in ``[0, 1]``.
-    backend : str
-        Kernel backend for :func:`decodekit_kernels.degeneration_penalty`.
+    options : ContrastiveVerifier.Options, optional
+        ``alpha``, the weight of the degeneration penalty, and ``backend``, the kernel
+        backend of :func:`decodekit_kernels.degeneration_penalty`.
+    context : BuildContext, optional
+        Chooses the backend when ``backend="auto"``.
+    warper : Warper, optional
+        Unused: contrastive search is deterministic.
     """
 
     name = "contrastive"
 
-    def __init__(self, alpha: float = 0.6, backend: str = "auto") -> None:
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"contrastive: alpha must be in [0, 1], got {alpha}")
-        self.alpha = alpha
-        self.backend = backend
+    class Options(StrategyParams):
+        """Options of the ``contrastive`` verifier."""
+
+        alpha: float = Field(
+            0.6, ge=0.0, le=1.0, description="Weight of the degeneration penalty; 0 is greedy."
+        )
+        backend: KernelBackend = Field(
+            "auto", description="Kernel backend of the degeneration penalty."
+        )
+
+    def __init__(
+        self, options: Options | None = None, *, context: Any = None, warper: Any = None
+    ) -> None:
+        options = options if options is not None else self.Options()
+        self.alpha = options.alpha
+        self.backend: str = options.backend
+        if self.backend == "auto" and context is not None:
+            self.backend = context.kernel_backend("degeneration_penalty")
         self.context = ContextStore()
 
     def select(self, view: DecodeView, output: StepOutput, draft: DraftTree | None) -> Selection:
@@ -328,7 +347,8 @@ def _build(params: ContrastiveParams, context: BuildContext) -> Pipeline:
             f"params.top_k: {params.top_k} candidates is more than the vocabulary "
             f"({vocab} tokens)"
         )
-    verifier = ContrastiveVerifier(params.alpha, context.kernel_backend("degeneration_penalty"))
+    verifier = build_verifier(ContrastiveVerifier, {"alpha": params.alpha}, context=context,
+                              where="params.")
     drafter = build_drafter("top_k_siblings", {"k": params.top_k}, context=context,
                             draft_length=1, max_nodes=None, warper=None)
     return Pipeline(verifier=verifier, drafter=drafter, needs_hidden_states=True)

@@ -10,6 +10,7 @@ text; with ``tau`` far above the model's surprises nothing is cut and it is plai
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from pydantic import Field
@@ -47,14 +48,21 @@ class MirostatVerifier(Verifier):
 
     Parameters
     ----------
-    tau, eta, temperature
-        As in :class:`MirostatParams`.
+    options : MirostatParams, optional
+        ``tau``, ``eta`` and ``temperature``; the defaults when omitted.
+    context : BuildContext, optional
+    warper : Warper, optional
+        Unused: mirostat truncates by surprise, not by the usual sampling settings.
     """
 
     name = "mirostat"
+    Options = MirostatParams  # the verifier protocol: its options are the strategy's
 
-    def __init__(self, tau: float = 5.0, eta: float = 0.1, temperature: float = 1.0) -> None:
-        self.tau, self.eta, self.temperature = tau, eta, temperature
+    def __init__(
+        self, options: MirostatParams | None = None, *, context: Any = None, warper: Any = None
+    ) -> None:
+        options = options if options is not None else MirostatParams()
+        self.tau, self.eta, self.temperature = options.tau, options.eta, options.temperature
         self.mu: torch.Tensor | None = None  # [rows], created at the first step
 
     def truncated(self, logits: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
@@ -92,7 +100,7 @@ class MirostatVerifier(Verifier):
 
 # --8<-- [start:strategy]
 def _build(params: MirostatParams, context: object) -> Pipeline:
-    return Pipeline(verifier=MirostatVerifier(params.tau, params.eta, params.temperature))
+    return Pipeline(verifier=MirostatVerifier(params, context=context))
 
 
 MIROSTAT = Strategy(

@@ -27,6 +27,7 @@ from decodekit.contracts import Drafter, Verifier
 from decodekit.drafting import build_drafter, drafts_trees, validate_drafter_options
 from decodekit.errors import ConfigError
 from decodekit.sampling import Warper
+from decodekit.verifying import build_verifier
 from decodekit_speculative.adaptive import AdaptiveDraftLength, best_draft_length
 from decodekit_speculative.drafters import DraftModelDrafter, LayerSkipDrafter
 from decodekit_speculative.verifiers import RejectionChainVerifier, RejectionTreeVerifier
@@ -113,16 +114,10 @@ class SpeculativeParams(SamplingParams):
         return self
 
 
-def make_verifier(
-    params: SpeculativeParams, warper: Warper, backend: str, context: BuildContext
-) -> Verifier:
+def make_verifier(params: SpeculativeParams, warper: Warper, context: BuildContext) -> Verifier:
     """Exact match under greedy settings, rejection sampling (chain or tree) otherwise."""
-    if warper.is_greedy:
-        verifier: Verifier = context.registry.get("verifiers", "argmax")()
-        return verifier
-    if params.verify == "tree":
-        return RejectionTreeVerifier(warper, backend)
-    return RejectionChainVerifier(warper, backend)
+    name = "argmax" if warper.is_greedy else f"rejection_{params.verify}"
+    return build_verifier(name, context=context, warper=warper)
 
 
 def _build(params: SpeculativeParams, context: BuildContext) -> Pipeline:
@@ -135,9 +130,8 @@ def _build(params: SpeculativeParams, context: BuildContext) -> Pipeline:
     )
     if params.adaptive:
         drafter = AdaptiveDraftLength(drafter, params.draft_length, params.draft_cost)
-    backend = context.kernel_backend(f"verify_{params.verify}")
     return Pipeline(
-        verifier=make_verifier(params, warper, backend, context),
+        verifier=make_verifier(params, warper, context),
         drafter=drafter,
         processors=processors,
     )

@@ -28,9 +28,13 @@ whether the batch drafted at all cannot change a row either.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import decodekit_kernels as kernels
 import torch
+from pydantic import Field
 
+from decodekit.config import KernelBackend, StrategyParams
 from decodekit.contracts import DecodeView, DraftTree, Selection, StepOutput, Verifier
 from decodekit.sampling import Warper
 from decodekit.tree import follow_tree
@@ -137,10 +141,25 @@ class _RejectionVerifier(Verifier):
 
     lossless = True
     greedy_equivalent = True
+    #: The kernel op whose backend ``backend="auto"`` asks the build context for.
+    kernel_op: ClassVar[str]
 
-    def __init__(self, warper: Warper | None = None, backend: str = "auto") -> None:
+    class Options(StrategyParams):
+        """Options of the rejection verifiers."""
+
+        backend: KernelBackend = Field(
+            "auto", description="Kernel backend of the verification kernel."
+        )
+
+    def __init__(
+        self, options: Options | None = None, *, context: Any = None,
+        warper: Warper | None = None,
+    ) -> None:
+        options = options if options is not None else self.Options()
         self.warper = warper or Warper()
-        self.backend = backend
+        self.backend: str = options.backend
+        if self.backend == "auto" and context is not None:
+            self.backend = context.kernel_backend(self.kernel_op)
         self.seeds = TokenSeeds()
 
     def select_rows(self, rows: torch.Tensor) -> None:
@@ -242,13 +261,16 @@ class RejectionChainVerifier(_RejectionVerifier):
 
     Parameters
     ----------
-    warper : Warper
+    options : Options, optional
+        ``backend``: the kernel backend of :func:`decodekit_kernels.verify_chain`.
+    context : BuildContext, optional
+        Chooses the backend when ``backend="auto"``.
+    warper : Warper, optional
         The target's sampling settings.
-    backend : str
-        Kernel backend of :func:`decodekit_kernels.verify_chain`.
     """
 
     name = "rejection_chain"
+    kernel_op = "verify_chain"
 
     def select(self, view: DecodeView, output: StepOutput, draft: DraftTree | None) -> Selection:
         """Commit the accepted prefix of each row's chain plus one new token."""
@@ -274,13 +296,16 @@ class RejectionTreeVerifier(_RejectionVerifier):
 
     Parameters
     ----------
-    warper : Warper
+    options : Options, optional
+        ``backend``: the kernel backend of :func:`decodekit_kernels.verify_tree`.
+    context : BuildContext, optional
+        Chooses the backend when ``backend="auto"``.
+    warper : Warper, optional
         The target's sampling settings.
-    backend : str
-        Kernel backend of :func:`decodekit_kernels.verify_tree`.
     """
 
     name = "rejection_tree"
+    kernel_op = "verify_tree"
 
     def select(self, view: DecodeView, output: StepOutput, draft: DraftTree | None) -> Selection:
         """Commit each row's accepted path plus one new token."""

@@ -90,7 +90,7 @@ def test_a_tree_from_a_drafter_that_does_not_say_still_fails_clearly(tiny):
                                        drafter_options={"branches": 2}, seed=0)
     from decodekit_speculative.verifiers import RejectionChainVerifier
 
-    request.pipeline.verifier = RejectionChainVerifier(request.pipeline.verifier.warper)
+    request.pipeline.verifier = RejectionChainVerifier(warper=request.pipeline.verifier.warper)
     with pytest.raises(ValueError, match="verify='tree'"):
         Engine(tiny).run(request)
 

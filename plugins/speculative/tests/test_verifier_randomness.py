@@ -63,10 +63,10 @@ def test_a_row_without_nodes_commits_what_a_step_without_a_draft_would():
     proposals = torch.softmax(torch.randn(2, nodes, vocab), -1)
     draft = DraftTree.chain(torch.tensor([[4, 5, 6], [-1, -1, -1]]), proposals)
     warper = Warper(temperature=0.9)
-    verifier = RejectionTreeVerifier(warper, backend="torch")
+    verifier = RejectionTreeVerifier(RejectionTreeVerifier.Options(backend="torch"), warper=warper)
     output = StepOutput(logits=logits, hidden_states=None, raw_logits=logits)
     batch = verifier.select(_view(generators(1, 2)), output, draft)
-    alone = RejectionTreeVerifier(warper, backend="torch")
+    alone = RejectionTreeVerifier(RejectionTreeVerifier.Options(backend="torch"), warper=warper)
     root = logits[1:, :1]
     plain = alone.select(_view(generators(2)),
                          StepOutput(logits=root, hidden_states=None, raw_logits=root), None)
@@ -78,7 +78,7 @@ def test_one_hot_drafts_commit_the_tokens_drawn_without_any_draft():
     logits = torch.randn(1, 4, vocab, generator=torch.Generator().manual_seed(5))
     warper = Warper(temperature=1.0)
     # three plain steps of a row...
-    plain = RejectionTreeVerifier(warper)
+    plain = RejectionTreeVerifier(warper=warper)
     gens = generators(9)
     tokens = []
     for step in range(3):
@@ -87,7 +87,7 @@ def test_one_hot_drafts_commit_the_tokens_drawn_without_any_draft():
         tokens += plain.select(_view(gens, step), out, None).tokens[0]
     # ...and one step whose chain holds the first two of those tokens (and the logits
     # after them): the same three tokens, two of them accepted from the draft
-    verifier = RejectionTreeVerifier(warper)
+    verifier = RejectionTreeVerifier(warper=warper)
     draft = DraftTree.chain(torch.tensor([tokens[:2]]))
     out = StepOutput(logits=logits[:, :3], hidden_states=None, raw_logits=logits[:, :3])
     selection = verifier.select(_view(generators(9)), out, draft)
