@@ -132,30 +132,58 @@ class SlotCache(KVCache):
 
 
 class HFCache(SlotCache):
-    """:class:`SlotCache` over a transformers ``DynamicCache``."""
+    """:class:`SlotCache` over a transformers cache.
+
+    Models whose layers all attend to the whole sequence get one
+    :class:`~decodekit.slot_buffer.SlotLayer` per layer: a buffer written in place, so a
+    step copies only its own keys and values (transformers' ``DynamicCache`` copies every
+    layer each step) and trimming trailing holes copies nothing. Other models keep a
+    ``DynamicCache``.
+    """
 
     def __init__(self, rows: int, device: torch.device, config: Any) -> None:
-        from transformers import DynamicCache
+        from transformers import Cache, DynamicCache
+
+        from decodekit.slot_buffer import SlotLayer, supports_slot_layers
 
         super().__init__(rows, device)
-        self.hf = DynamicCache(config=config)
+        if supports_slot_layers(config):
+            count = config.get_text_config().num_hidden_layers
+            self.hf = Cache(layers=[SlotLayer() for _ in range(count)])
+        else:
+            self.hf = DynamicCache(config=config)
 
     def _layers(self) -> list[Any]:
         return [layer for layer in self.hf.layers if getattr(layer, "is_initialized", False)]
 
     def _gather(self, order: torch.Tensor) -> None:
+        from decodekit.slot_buffer import SlotLayer
+
         for layer in self._layers():
+            if isinstance(layer, SlotLayer):
+                layer.gather(order)
+                continue
             index = order[:, None, :, None].expand(-1, layer.keys.shape[1], -1, layer.keys.shape[3])
             layer.keys = layer.keys.gather(2, index)
             layer.values = layer.values.gather(2, index)
 
     def _trim(self, length: int) -> None:
+        from decodekit.slot_buffer import SlotLayer
+
         for layer in self._layers():
+            if isinstance(layer, SlotLayer):
+                layer.trim(length)
+                continue
             layer.keys = layer.keys[:, :, :length, :]
             layer.values = layer.values[:, :, :length, :]
 
     def _select(self, rows: torch.Tensor) -> None:
+        from decodekit.slot_buffer import SlotLayer
+
         for layer in self._layers():
+            if isinstance(layer, SlotLayer):
+                layer.select(rows)
+                continue
             layer.keys = layer.keys.index_select(0, rows)
             layer.values = layer.values.index_select(0, rows)
 

@@ -113,3 +113,36 @@ def test_commit_without_forward_is_an_error(tiny):
     cache = tiny.new_cache(1)
     with pytest.raises(RuntimeError, match="without a forward"):
         cache.commit(torch.ones(1, 1, dtype=torch.bool))
+
+
+def test_steps_write_keys_and_values_in_place(tiny):
+    """Each layer's buffer is allocated when it must grow (geometrically), not every step:
+    a step copies only its own slots, and the logits stay those of a full forward."""
+    from decodekit.slot_buffer import SlotLayer
+
+    prompt = [5, 6, 7]
+    cache, _ = prefill(tiny, [prompt])
+    layers = cache.hf.layers
+    assert layers and all(isinstance(layer, SlotLayer) for layer in layers)
+    sequence, buffers = list(prompt), set()
+    for token in range(20, 60):
+        step = build_step([[token]], cache.next_positions.tolist(), None)
+        out = tiny.forward(step, cache)
+        cache.commit(step.slot_valid)
+        sequence.append(token)
+        buffers.add(layers[0]._keys.data_ptr())
+        assert layers[0].keys.shape[2] == cache.length == len(sequence)
+    assert len(buffers) <= 2  # 43 slots: the first 64-slot buffer, at most one regrowth
+    torch.testing.assert_close(out.logits[0, 0], fresh_logits(tiny, sequence), atol=ATOL, rtol=0)
+
+
+def test_models_with_sliding_window_layers_keep_transformers_cache_layers():
+    from transformers import DynamicCache, LlamaConfig, MistralConfig
+
+    from decodekit.model import HFCache
+    from decodekit.slot_buffer import supports_slot_layers
+
+    assert supports_slot_layers(LlamaConfig(num_hidden_layers=2))
+    sliding = MistralConfig(num_hidden_layers=2, sliding_window=16)
+    assert not supports_slot_layers(sliding)
+    assert isinstance(HFCache(1, torch.device("cpu"), sliding).hf, DynamicCache)
