@@ -1,6 +1,7 @@
 """Every hook is documented under its exact signature and has a ``test_hook_<name>``."""
 
 import ast
+import functools
 import inspect
 from pathlib import Path
 
@@ -28,13 +29,14 @@ def test_plugin_hooks_are_documented(name, func):
     assert func.__doc__ and ":param" in func.__doc__, f"{name} spec docstring lacks :param"
 
 
+@functools.cache
 def _test_function_names():
+    """Test function names in the project's own test folders (not in environments)."""
     names = set()
-    for path in ROOT.glob("**/tests/**/*.py"):
-        if ".venv" in path.parts:
-            continue
-        tree = ast.parse(path.read_text())
-        names |= {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    for pattern in ("tests/**/*.py", "plugins/*/tests/**/*.py", "kernels/tests/**/*.py"):
+        for path in ROOT.glob(pattern):
+            tree = ast.parse(path.read_text())
+            names |= {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
     return names
 
 
