@@ -69,13 +69,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from pydantic import ValidationError
-
-from decodekit.config import StrategyParams, format_validation_error
+from decodekit.config import StrategyParams
 from decodekit.contracts import Drafter
-from decodekit.errors import ConfigError, PluginContractError
+from decodekit.errors import PluginContractError
 from decodekit.sampling import Warper
-from decodekit.strategy import BuildContext
+from decodekit.strategy import BuildContext, protocol_options
 
 __all__ = ["DrafterFactory", "build_drafter", "drafts_trees", "validate_drafter_options"]
 
@@ -110,17 +108,10 @@ def validate_drafter_options(factory: Any, options: dict[str, Any]) -> StrategyP
         Naming ``drafter_options.<field>`` and the reason; or the drafter has no
         ``Options`` model.
     """
-    model = getattr(factory, "Options", None)
-    name = getattr(factory, "name", repr(factory))
-    if not (isinstance(model, type) and issubclass(model, StrategyParams)):
-        raise ConfigError(
-            f"drafter {name!r} has no Options model (a decodekit.config.StrategyParams "
-            "subclass), so no strategy can build it"
-        )
-    try:
-        return model.model_validate(options)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, "drafter_options.")) from None
+    validated: StrategyParams = protocol_options(
+        factory, "drafter", options, where="drafter_options."
+    )
+    return validated
 
 
 def drafts_trees(

@@ -297,6 +297,37 @@ def component_options(
         raise ConfigError(format_validation_error(exc, where)) from None
 
 
+def protocol_options(factory: Any, family: str, options: Any, *, where: str) -> Any:
+    """Validate the options of a drafter or verifier class, whose protocol needs ``Options``.
+
+    ``options`` is a mapping, an instance of the class's ``Options`` model, or None (the
+    defaults).
+
+    Raises
+    ------
+    ConfigError
+        Naming ``<where><field>`` and the reason; or the class has no ``Options`` model
+        (a :class:`~decodekit.config.StrategyParams` subclass).
+    """
+    from pydantic import ValidationError
+
+    from decodekit.config import StrategyParams, format_validation_error
+
+    model = getattr(factory, "Options", None)
+    name = getattr(factory, "name", repr(factory))
+    if not (isinstance(model, type) and issubclass(model, StrategyParams)):
+        raise ConfigError(
+            f"{family} {name!r} has no Options model (a decodekit.config.StrategyParams "
+            "subclass), so no strategy can build it"
+        )
+    if isinstance(options, model):
+        return options
+    try:
+        return model.model_validate(dict(options or {}))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, where)) from None
+
+
 def build_component(
     factory: Any,
     family: str,

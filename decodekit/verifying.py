@@ -35,13 +35,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from pydantic import ValidationError
-
-from decodekit.config import StrategyParams, format_validation_error
+from decodekit.config import StrategyParams
 from decodekit.contracts import Verifier
-from decodekit.errors import ConfigError, PluginContractError
+from decodekit.errors import PluginContractError
 from decodekit.sampling import Warper
-from decodekit.strategy import BuildContext
+from decodekit.strategy import BuildContext, protocol_options
 
 __all__ = ["VerifierFactory", "build_verifier", "validate_verifier_options"]
 
@@ -72,19 +70,8 @@ def validate_verifier_options(
         Naming ``<where><field>`` and the reason; or the verifier has no ``Options``
         model.
     """
-    model = getattr(factory, "Options", None)
-    name = getattr(factory, "name", repr(factory))
-    if not (isinstance(model, type) and issubclass(model, StrategyParams)):
-        raise ConfigError(
-            f"verifier {name!r} has no Options model (a decodekit.config.StrategyParams "
-            "subclass), so no strategy can build it"
-        )
-    if isinstance(options, model):
-        return options
-    try:
-        return model.model_validate(dict(options or {}))
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, where)) from None
+    validated: StrategyParams = protocol_options(factory, "verifier", options, where=where)
+    return validated
 
 
 def build_verifier(
