@@ -24,6 +24,7 @@ report it).
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -138,7 +139,8 @@ def main() -> None:
     assistant = load_model(None, dtype="bfloat16").hf
     lines = [
         f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
-        f"threads, torch {torch.__version__}, CPU, shared with other jobs (noisy). Batch 1, "
+        f"threads, torch {torch.__version__}, CPU, load average {os.getloadavg()[0]:.1f} at "
+        "the start. Batch 1, "
         f"greedy, {args.tokens} new tokens, median of {args.repeats} run(s) per contender, "
         "contenders interleaved. *per forward*: tokens committed per target forward. "
         "*same tokens*: output identical to decodekit greedy.",
