@@ -144,12 +144,13 @@ class HFCache(SlotCache):
     def __init__(self, rows: int, device: torch.device, config: Any) -> None:
         from transformers import Cache, DynamicCache
 
-        from decodekit.slot_buffer import SlotLayer, supports_slot_layers
+        from decodekit import slot_buffer  # imports transformers: loaded with the first cache
 
         super().__init__(rows, device)
-        if supports_slot_layers(config):
+        self._slots = slot_buffer
+        if slot_buffer.supports_slot_layers(config):
             count = config.get_text_config().num_hidden_layers
-            self.hf = Cache(layers=[SlotLayer() for _ in range(count)])
+            self.hf = Cache(layers=[slot_buffer.SlotLayer() for _ in range(count)])
         else:
             self.hf = DynamicCache(config=config)
 
@@ -157,35 +158,16 @@ class HFCache(SlotCache):
         return [layer for layer in self.hf.layers if getattr(layer, "is_initialized", False)]
 
     def _gather(self, order: torch.Tensor) -> None:
-        from decodekit.slot_buffer import SlotLayer
-
         for layer in self._layers():
-            if isinstance(layer, SlotLayer):
-                layer.gather(order)
-                continue
-            index = order[:, None, :, None].expand(-1, layer.keys.shape[1], -1, layer.keys.shape[3])
-            layer.keys = layer.keys.gather(2, index)
-            layer.values = layer.values.gather(2, index)
+            self._slots.gather_slots(layer, order)
 
     def _trim(self, length: int) -> None:
-        from decodekit.slot_buffer import SlotLayer
-
         for layer in self._layers():
-            if isinstance(layer, SlotLayer):
-                layer.trim(length)
-                continue
-            layer.keys = layer.keys[:, :, :length, :]
-            layer.values = layer.values[:, :, :length, :]
+            self._slots.trim_slots(layer, length)
 
     def _select(self, rows: torch.Tensor) -> None:
-        from decodekit.slot_buffer import SlotLayer
-
         for layer in self._layers():
-            if isinstance(layer, SlotLayer):
-                layer.select(rows)
-                continue
-            layer.keys = layer.keys.index_select(0, rows)
-            layer.values = layer.values.index_select(0, rows)
+            self._slots.select_rows(layer, rows)
 
 
 class HFModel(LanguageModel):

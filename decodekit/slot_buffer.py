@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from transformers.cache_utils import DynamicLayer
 
-__all__ = ["SlotLayer", "supports_slot_layers"]
+__all__ = ["SlotLayer", "gather_slots", "select_rows", "supports_slot_layers", "trim_slots"]
 
 
 def supports_slot_layers(config: Any) -> bool:
@@ -105,3 +105,35 @@ class SlotLayer(DynamicLayer):
     def _expose(self) -> None:
         self.keys = self._keys[:, :, : self.length]
         self.values = self._values[:, :, : self.length]
+
+
+# The three slot operations of HFCache, for slot layers and for transformers' own layers
+# (which a model with sliding-window or linear-attention layers keeps).
+
+
+def gather_slots(layer: Any, order: torch.Tensor) -> None:
+    """Reorder a layer's slots per row: new slot ``j`` of row ``r`` is old ``order[r, j]``."""
+    if isinstance(layer, SlotLayer):
+        layer.gather(order)
+        return
+    index = order[:, None, :, None].expand(-1, layer.keys.shape[1], -1, layer.keys.shape[3])
+    layer.keys = layer.keys.gather(2, index)
+    layer.values = layer.values.gather(2, index)
+
+
+def trim_slots(layer: Any, length: int) -> None:
+    """Drop a layer's slots from ``length`` on."""
+    if isinstance(layer, SlotLayer):
+        layer.trim(length)
+        return
+    layer.keys = layer.keys[:, :, :length, :]
+    layer.values = layer.values[:, :, :length, :]
+
+
+def select_rows(layer: Any, rows: torch.Tensor) -> None:
+    """Keep, fork or reorder a layer's rows: new row ``r`` is old row ``rows[r]``."""
+    if isinstance(layer, SlotLayer):
+        layer.select(rows)
+        return
+    layer.keys = layer.keys.index_select(0, rows)
+    layer.values = layer.values.index_select(0, rows)
