@@ -279,22 +279,17 @@ def component_options(
         The options do not validate (the message gives the field path, prefixed by
         ``where``), or options were given to a component that takes none.
     """
-    from pydantic import BaseModel, ValidationError
-
-    from decodekit.config import format_validation_error
+    from decodekit.config import StrategyParams
 
     model = getattr(factory, "Options", None)
-    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+    if not (isinstance(model, type) and issubclass(model, StrategyParams)):
         if options:
             raise ConfigError(
                 f"{where or 'options: '}{family.rstrip('s')} {name!r} takes no options, got "
                 f"{', '.join(sorted(options))}"
             )
         return None
-    try:
-        return model.model_validate(dict(options or {}))
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, where)) from None
+    return protocol_options(factory, family.rstrip("s"), options, where=where)
 
 
 def protocol_options(factory: Any, family: str, options: Any, *, where: str) -> Any:
