@@ -128,11 +128,13 @@ class Stream:
         model = self.request.model
         shown: dict[int, str] = {}
         for event in events:
-            for row, tokens in event.appended:
-                text = _row_text(model, row)
-                # hold back a trailing replacement char: a multi-byte character is incomplete
-                visible = text.rstrip("\ufffd") if row.finish_reason is None else text
+            for (row, tokens), text in zip(event.appended, event.texts, strict=True):
                 before = shown.get(row.prompt_index, "")
+                if row.finish_reason is None:
+                    text.update(row.token_ids)  # a no-op when stop strings did it
+                    visible = text.text  # without a trailing incomplete character
+                else:  # the final text: EOS dropped, cut at its stop string
+                    visible = _row_text(model, row)
                 delta = visible[len(before) :] if visible.startswith(before) else ""
                 shown[row.prompt_index] = before + delta
                 yield StreamChunk(row.prompt_index, tokens, delta, row.finish_reason)

@@ -35,6 +35,7 @@ from decodekit.contracts import (
     StepBatch,
     StepOutput,
 )
+from decodekit.detokenize import IncrementalText
 from decodekit.errors import PluginContractError
 from decodekit.strategy import Pipeline
 from decodekit.tree import build_step
@@ -60,10 +61,14 @@ class StepEvent:
     appended : list of (RowResult, list of int)
         Every active row of the step and the tokens it gained.
     step : int
+    texts : list of IncrementalText
+        Per entry of ``appended``: the row's text so far, decoded incrementally (brought
+        up to date for stop strings; :meth:`IncrementalText.update` does the rest).
     """
 
     appended: list[tuple[RowResult, list[int]]]
     step: int
+    texts: list[IncrementalText] = field(default_factory=list)
 
 
 @dataclass
@@ -97,6 +102,9 @@ class DecodeState:
     stop_checker : StopChecker or None
         Finds stop strings in a row's text; set by :func:`run` (a drafter's sub-state,
         whose rows never stop, has none).
+    texts : list of IncrementalText
+        Per active row: its generated text, decoded a window at a time (stop strings and
+        streaming read it; nothing decodes a whole row each step).
     """
 
     model: LanguageModel
@@ -112,6 +120,7 @@ class DecodeState:
     root_logits: torch.Tensor | None = None
     root_hidden: torch.Tensor | None = None
     stop_checker: StopChecker | None = None
+    texts: list[IncrementalText] = field(default_factory=list)
     step: int = 0
     forward_passes: int = 0
 
@@ -144,7 +153,9 @@ def would_stop(state: DecodeState, row: int, tokens: Sequence[int]) -> str | Non
     if state.model.eos_token_ids.intersection(tokens):
         return "stop"
     checker = state.stop_checker
-    if checker is not None and checker.find([*state.rows[row].token_ids, *tokens]) is not None:
+    if checker is not None and checker.find_after(
+        state.texts[row], state.rows[row].token_ids, tokens
+    ) is not None:
         return "stop"
     if state.budgets[row] <= len(tokens):
         return "length"
@@ -244,6 +255,7 @@ def start(
         pending=[list(p) for p in prompts],
         budgets=budgets,
         generators=generators,
+        texts=[IncrementalText(model.decode) for _ in prompts],
     )
 
 
@@ -562,7 +574,9 @@ def stop_rows(
                 del row.token_ids[-extra:]
                 del added[-extra:]
             reason = "stop"
-        elif stop_checker is not None and (index := stop_checker(row)) is not None:
+        elif stop_checker is not None and (
+            index := stop_checker.find_new(state.texts[r], row.token_ids)
+        ) is not None:
             row.stop_index = index
             reason = "stop"
         elif constraint is not None and constraint.is_finished(r):
@@ -572,7 +586,7 @@ def stop_rows(
         elif selection.finished is not None and selection.finished[r]:
             reason = "stop"
         row.finish_reason = reason
-    return StepEvent(appended=event, step=state.step)
+    return StepEvent(appended=event, step=state.step, texts=list(state.texts))
 
 
 def drop_finished(
@@ -613,6 +627,7 @@ def reorder_rows(
     if state.pending_inputs:
         state.pending_inputs = [state.pending_inputs[i] for i in index]
     state.budgets = [state.budgets[i] for i in index]
+    state.texts = [state.texts[i].copy() if forked else state.texts[i] for i in index]
     state.generators = [_clone_generator(state.generators[i]) if forked
                         else state.generators[i] for i in index]
     if state.root_logits is not None:
@@ -636,6 +651,11 @@ def _clone_generator(generator: torch.Generator) -> torch.Generator:
 class StopChecker:
     """Finds stop strings in a row's decoded text.
 
+    During decoding it reads each row's :class:`~decodekit.detokenize.IncrementalText`
+    and searches only the text added since the last step (plus the longest stop
+    string's length before it), so a step's cost does not grow with the row. A match is
+    confirmed with one full decode of the row, which also gives its exact offset.
+
     Parameters
     ----------
     model : LanguageModel
@@ -647,6 +667,7 @@ class StopChecker:
     def __init__(self, model: LanguageModel, stops: Sequence[str]) -> None:
         self.model = model
         self.stops = [s for s in stops if s]
+        self._overlap = max((len(s) for s in self.stops), default=1) - 1
 
     def __call__(self, result: RowResult) -> int | None:
         """Character offset of the earliest stop string in the row's text, or None."""
@@ -654,6 +675,44 @@ class StopChecker:
 
     def find(self, token_ids: Sequence[int]) -> int | None:
         """Character offset of the earliest stop string in the text of ``token_ids``, or None."""
-        text = self.model.decode(list(token_ids))
-        found = [i for i in (text.find(s) for s in self.stops) if i >= 0]
+        return self._earliest(self.model.decode(list(token_ids)), 0)
+
+    def find_new(self, text: IncrementalText, token_ids: Sequence[int]) -> int | None:
+        """Bring ``text`` up to ``token_ids`` and find a stop string in what it gained.
+
+        Parameters
+        ----------
+        text : IncrementalText
+            The row's text, last checked (with no stop string found) one step earlier.
+        token_ids : sequence of int
+            The row's tokens now.
+
+        Returns
+        -------
+        int or None
+            Character offset of the earliest stop string in the row's full text.
+        """
+        start = max(len(text.text) - self._overlap, 0)
+        text.update(token_ids)
+        return self._confirmed(text.text[start:] + text.tail, lambda: token_ids)
+
+    def find_after(
+        self, text: IncrementalText, token_ids: Sequence[int], extra: Sequence[int]
+    ) -> int | None:
+        """Like :meth:`find_new` for ``token_ids`` followed by ``extra``, not committed yet.
+
+        ``text`` does not change (beam search asks this of every candidate).
+        """
+        start = max(len(text.text) - self._overlap, 0)
+        window = text.text[start:] + text.tail_of(token_ids, extra)
+        return self._confirmed(window, lambda: [*token_ids, *extra])
+
+    def _confirmed(self, window: str, row: Callable[[], Sequence[int]]) -> int | None:
+        """If ``window`` holds a stop string: its offset in a full decode of the ``row()``."""
+        if self._earliest(window, 0) is None:
+            return None
+        return self.find(row())
+
+    def _earliest(self, text: str, start: int) -> int | None:
+        found = [i for i in (text.find(s, start) for s in self.stops) if i >= 0]
         return min(found) if found else None

@@ -27,6 +27,7 @@ MODULES = {
     "decodekit.strategy": "Core: strategies, pipelines and the registry",
     "decodekit.plugins": "Core: plugin manager",
     "decodekit.loop": "Core: decode loop",
+    "decodekit.detokenize": "Core: incremental detokenization",
     "decodekit.transformers_processor": "Core: transformers logits processors",
     "decodekit.bench": "Core: benchmark runner",
     "decodekit.builtin.greedy": "Built-in: greedy",
