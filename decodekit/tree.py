@@ -20,6 +20,7 @@ __all__ = [
     "build_step",
     "follow_tree",
     "node_histories",
+    "node_paths",
     "step_attention_mask",
 ]
 
@@ -193,6 +194,27 @@ def node_histories(
             histories.append(sequence + path)
             prompt_lengths.append(view.prompt_lengths[r])
     return histories, prompt_lengths
+
+
+def node_paths(draft: DraftTree | None, rows: int) -> list[list[int]]:
+    """Per row and position (the root, then each draft node), the draft tokens up to it.
+
+    Returns a list of length ``rows * (1 + N)`` in row-major order: the root's path is
+    empty, node ``i``'s is its draft ancestors' tokens then its own (a padding node's
+    ``-1`` reads as token 0, as in :func:`node_histories`). A node's history is the row's
+    sequence followed by its path.
+    """
+    if draft is None or draft.num_nodes == 0:
+        return [[] for _ in range(rows)]
+    tokens, parents = draft.tokens.tolist(), draft.parents.tolist()
+    out: list[list[int]] = []
+    for r in range(rows):
+        paths: list[list[int]] = []
+        for i, parent in enumerate(parents[r]):
+            paths.append([*(paths[parent] if parent >= 0 else []), max(tokens[r][i], 0)])
+        out.append([])
+        out.extend(paths)
+    return out
 
 
 def follow_tree(

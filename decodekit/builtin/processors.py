@@ -12,7 +12,7 @@ from pydantic import Field
 from decodekit.config import SamplingParams, StrategyParams
 from decodekit.contracts import DecodeView, DraftTree, LogitsProcessor
 from decodekit.hookspecs import hookimpl
-from decodekit.tree import node_histories
+from decodekit.tree import node_paths
 
 
 def pad_histories(histories: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,9 +34,14 @@ class PenaltiesProcessor(LogitsProcessor):
     penalties count generated tokens only (vLLM's convention). At a draft node the
     history includes the node's draft ancestors, so speculative strategies stay lossless.
 
+    Each row's token counts live in two ``[rows, V]`` tensors, brought up to date with the
+    tokens the row gained since the last step, so a step's cost does not grow with the
+    rows' length; a draft node adds only its path from the root. The counts follow the
+    loop's rows through :meth:`select_rows` and start over at a call's first step.
+
     Built like every registered component (``processors = [{name = "penalties",
     options = {repetition_penalty = 1.2}}]`` in a config). With every penalty off it
-    returns the logits as they are, without building any history.
+    returns the logits as they are, without counting anything.
 
     Parameters
     ----------
@@ -62,6 +67,7 @@ class PenaltiesProcessor(LogitsProcessor):
         self.repetition_penalty = options.repetition_penalty
         self.presence_penalty = options.presence_penalty
         self.frequency_penalty = options.frequency_penalty
+        self._counts: TokenCounts | None = None
 
     @classmethod
     def from_params(cls, params: SamplingParams) -> PenaltiesProcessor:
@@ -85,18 +91,87 @@ class PenaltiesProcessor(LogitsProcessor):
         if not self.active:
             return logits
         rows, nodes, vocab = logits.shape
-        histories, prompt_lengths = node_histories(view, draft)
-        ids, mask = pad_histories(histories)
+        if view.step == 0 or self._counts is None:  # a new call starts from its prompts
+            self._counts = TokenCounts(rows, vocab, logits.device)
+        self._counts.update(view)
+        paths, mask = pad_histories(node_paths(draft, rows))
+        count_rows = None
+        if nodes > 1:
+            count_rows = torch.arange(rows, device=logits.device).repeat_interleave(nodes)
         out = kernels.penalties(
             logits.reshape(rows * nodes, vocab),
-            ids.to(logits.device),
+            paths.to(logits.device),
             repetition_penalty=self.repetition_penalty,
             presence_penalty=self.presence_penalty,
             frequency_penalty=self.frequency_penalty,
             history_mask=mask.to(logits.device),
-            prompt_lengths=torch.tensor(prompt_lengths, device=logits.device),
+            seen_counts=self._counts.seen,
+            generated_counts=self._counts.generated,
+            count_rows=count_rows,
         )
         return out.view(rows, nodes, vocab)
+
+    def select_rows(self, rows: torch.Tensor) -> None:
+        """Keep each row's counts with the row: new row ``r`` is old row ``rows[r]``."""
+        if self._counts is not None:
+            self._counts.select_rows(rows)
+
+
+class TokenCounts:
+    """Per row: occurrences of each token in its sequence, and in its generated part.
+
+    Parameters
+    ----------
+    rows, vocab : int
+    device : torch.device
+
+    Attributes
+    ----------
+    seen : IntTensor ``[rows, V]``
+        Occurrences in the prompt and the generated tokens.
+    generated : IntTensor ``[rows, V]``
+        Occurrences among the generated tokens.
+    """
+
+    def __init__(self, rows: int, vocab: int, device: torch.device) -> None:
+        self.seen = torch.zeros((rows, vocab), dtype=torch.int32, device=device)
+        self.generated = torch.zeros_like(self.seen)
+        self.counted = [0] * rows  # tokens of each row's sequence counted so far
+        self.row_ids: list[int] | None = None
+
+    def update(self, view: DecodeView) -> None:
+        """Count the tokens each row gained since the last update (one scatter)."""
+        if self.row_ids is not None and view.row_ids != self.row_ids:
+            raise RuntimeError(
+                f"penalties: the rows are {view.row_ids}, the counts follow {self.row_ids}; "
+                "a component reordered rows without the loop's select_rows"
+            )
+        rows, tokens, generated = [], [], []
+        for r, sequence in enumerate(view.sequences):
+            start, prompt = self.counted[r], view.prompt_lengths[r]
+            new = sequence[start:]
+            rows.extend([r] * len(new))
+            tokens.extend(new)
+            generated.extend(start + i >= prompt for i in range(len(new)))
+            self.counted[r] = len(sequence)
+        self.row_ids = list(view.row_ids)
+        if not tokens:
+            return
+        device = self.seen.device
+        index = (torch.tensor(rows, device=device), torch.tensor(tokens, device=device))
+        flags = torch.tensor(generated, dtype=torch.int32, device=device)
+        self.seen.index_put_(index, torch.ones_like(flags), accumulate=True)
+        self.generated.index_put_(index, flags, accumulate=True)
+
+    def select_rows(self, rows: torch.Tensor) -> None:
+        """New row ``r`` is old row ``rows[r]``."""
+        index = rows.to(self.seen.device)
+        self.seen = self.seen.index_select(0, index)
+        self.generated = self.generated.index_select(0, index)
+        order = rows.tolist()
+        self.counted = [self.counted[i] for i in order]
+        if self.row_ids is not None:
+            self.row_ids = [self.row_ids[i] for i in order]
 
 
 @hookimpl
@@ -105,4 +180,4 @@ def register_samplers(register: Callable[[type[LogitsProcessor]], None]) -> None
     register(PenaltiesProcessor)
 
 
-__all__ = ["PenaltiesProcessor", "pad_histories"]
+__all__ = ["PenaltiesProcessor", "TokenCounts", "pad_histories"]

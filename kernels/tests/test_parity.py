@@ -383,6 +383,79 @@ def test_penalties_torch_matches_reference(rows, vocab, width, dname, layout) ->
     _penalty_parity("torch", rows, vocab, width, dname, layout)
 
 
+def _counts_of(token_ids, mask, prompt, vocab):
+    """Occurrences of each token in each history, and in its generated part (plain loops)."""
+    seen = torch.zeros((token_ids.shape[0], vocab), dtype=torch.int32)
+    generated = torch.zeros_like(seen)
+    for r in range(token_ids.shape[0]):
+        for position, (token, valid) in enumerate(zip(token_ids[r], mask[r], strict=True)):
+            if valid:
+                seen[r, token] += 1
+                generated[r, token] += int(position >= int(prompt[r]))
+    return seen, generated
+
+
+@pytest.mark.parametrize(
+    "backend", ["reference", "torch", pytest.param("triton", marks=pytest.mark.interpreter)]
+)
+@pytest.mark.parametrize("vocab", [111, 2100])
+def test_penalties_from_counts_equal_penalties_from_the_whole_history(backend, vocab) -> None:
+    """Counts of a sequence's start plus the rest as history: the same logits, bit for bit.
+
+    Each of 6 logits rows (several per sequence, like draft nodes) continues one of 3
+    sequences, whose prefix is given only as counts; its own tokens are its history.
+    """
+    sequences, extra = 3, 6
+    prefix, prefix_mask, prefix_prompt = make_history(sequences, vocab, 40, seed=7)
+    seen, generated = _counts_of(prefix, prefix_mask, prefix_prompt, vocab)
+    count_rows = torch.tensor([0, 0, 1, 2, 2, 2])
+    tail = torch.randint(0, vocab, (extra, 3), generator=torch.Generator().manual_seed(8))
+    tail_mask = torch.tensor([[1, 1, 1], [1, 0, 0], [1, 1, 0], [0, 0, 0], [1, 1, 1], [1, 0, 0]],
+                             dtype=torch.bool)
+    whole = torch.full((extra, 43), -1, dtype=torch.long)
+    whole_mask = torch.zeros((extra, 43), dtype=torch.bool)
+    for r, c in enumerate(count_rows.tolist()):  # the prefix's valid tokens, then the tail
+        tokens = [*prefix[c][prefix_mask[c]].tolist(), *tail[r][tail_mask[r]].tolist()]
+        whole[r, : len(tokens)] = torch.tensor(tokens)
+        whole_mask[r, : len(tokens)] = True
+    params = {"repetition_penalty": 1.3, "presence_penalty": 0.5, "frequency_penalty": 0.2}
+    logits = make_logits(extra, vocab, torch.float32, "contiguous", masked=0.02)
+    expected = kernels.penalties(
+        logits, whole, history_mask=whole_mask, prompt_lengths=prefix_prompt[count_rows],
+        backend="reference", **params,
+    )
+    actual = kernels.penalties(
+        logits, tail, history_mask=tail_mask, seen_counts=seen, generated_counts=generated,
+        count_rows=count_rows, backend=backend, **params,
+    )
+    assert_close_verbose(actual, expected, f"penalties counts[{backend}]", atol=0, rtol=0)
+    assert not torch.equal(actual, logits)
+    # one counts row per logits row needs no count_rows
+    direct = kernels.penalties(logits[:3], tail[:3, :0], seen_counts=seen,
+                               generated_counts=generated, backend=backend, **params)
+    rows = torch.arange(3)
+    via_rows = kernels.penalties(logits[:3], tail[:3, :0], seen_counts=seen,
+                                 generated_counts=generated, count_rows=rows, backend=backend,
+                                 **params)
+    assert torch.equal(direct, via_rows)
+
+
+def test_penalties_counts_errors_name_the_argument() -> None:
+    logits, seen = torch.zeros(2, 5), torch.zeros(2, 5, dtype=torch.int32)
+    empty = torch.zeros(2, 0, dtype=torch.long)
+    with pytest.raises(ValueError, match="seen_counts and generated_counts are given together"):
+        kernels.penalties(logits, empty, seen_counts=seen)
+    with pytest.raises(ValueError, match="seen_counts covers 4 tokens, the logits 5"):
+        kernels.penalties(logits, empty, seen_counts=seen[:, :4], generated_counts=seen[:, :4])
+    with pytest.raises(ValueError, match="seen_counts has 1 rows, the logits 2; pass count_rows"):
+        kernels.penalties(logits, empty, seen_counts=seen[:1], generated_counts=seen[:1])
+    with pytest.raises(ValueError, match=r"count_rows must lie in \[0, 2\)"):
+        kernels.penalties(logits, empty, seen_counts=seen, generated_counts=seen,
+                          count_rows=torch.tensor([0, 2]))
+    with pytest.raises(ValueError, match="count_rows needs seen_counts"):
+        kernels.penalties(logits, empty, count_rows=torch.tensor([0, 1]))
+
+
 def test_penalties_reference_matches_plain_python() -> None:
     """The kernel reference agrees with :func:`decodekit.testing.reference_penalties`."""
     from decodekit.testing import reference_penalties

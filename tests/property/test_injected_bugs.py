@@ -9,7 +9,7 @@ injected by ``monkeypatch`` where the caller looks the function up (it must fail
    nodes sit one position further than their depth says.
 3. **Rejected node left valid** (``decodekit.loop.commit``): the cache commit keeps
    every draft node, rejected ones included.
-4. **Penalties without the draft** (``decodekit.builtin.processors.node_histories``, which
+4. **Penalties without the draft** (``decodekit.builtin.processors.node_paths``, which
    ``PenaltiesProcessor`` calls): a node's history is the row's sequence only, without
    the node's draft ancestors.
 5. **Sampling from p after a rejection** (``decodekit_kernels.verify_chain.vectorized
@@ -113,14 +113,11 @@ def rejected_node_kept(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def penalties_without_draft(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = processors.node_histories
-
-    def buggy(view: Any, draft: Any) -> tuple[list[list[int]], list[int]]:
-        histories, prompt_lengths = real(view, draft)
+    def buggy(draft: Any, rows: int) -> list[list[int]]:
         per_row = 1 + (0 if draft is None else draft.num_nodes)
-        return [view.sequences[i // per_row] for i in range(len(histories))], prompt_lengths
+        return [[] for _ in range(rows * per_row)]  # every node's history: the row's alone
 
-    monkeypatch.setattr(processors, "node_histories", buggy)
+    monkeypatch.setattr(processors, "node_paths", buggy)
 
 
 def residual_is_p(monkeypatch: pytest.MonkeyPatch) -> None:

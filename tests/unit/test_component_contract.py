@@ -56,9 +56,10 @@ def test_unknown_component_names_list_the_installed_ones():
 
 def test_a_processor_with_every_penalty_off_costs_nothing(engine, monkeypatch):
     def fail(*args, **kwargs):
-        raise AssertionError("an inactive penalties processor built the node histories")
+        raise AssertionError("an inactive penalties processor counted tokens")
 
-    monkeypatch.setattr(builtin_processors, "node_histories", fail)
+    monkeypatch.setattr(builtin_processors, "TokenCounts", fail)
+    monkeypatch.setattr(builtin_processors, "node_paths", fail)
     plain = engine.generate(PROMPTS, strategy="greedy", max_new_tokens=6)
     idle = engine.generate(PROMPTS, strategy="greedy", processors=["penalties"],
                            max_new_tokens=6)

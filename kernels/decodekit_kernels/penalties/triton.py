@@ -45,12 +45,18 @@ def _apply_kernel(
     tl.store(out_ptr + row.to(tl.int64) * V + tok, x.to(out_ptr.dtype.element_ty), mask=inside)
 
 
-def penalties(logits, token_ids, history_mask, prompt_lengths, repetition, presence, frequency):
-    """Penalized copy of ``logits``."""
+def penalties(
+    logits, token_ids, history_mask, prompt_lengths, repetition, presence, frequency, *,
+    base=None,
+):
+    """Penalized copy of ``logits``; ``base`` (int32 ``[rows, V]`` each) holds starting counts."""
     rows, vocab = logits.shape
     width = token_ids.shape[1]
-    seen = torch.zeros((rows, vocab), dtype=torch.int32, device=logits.device)
-    gen = torch.zeros_like(seen)
+    if base is None:
+        seen = torch.zeros((rows, vocab), dtype=torch.int32, device=logits.device)
+        gen = torch.zeros_like(seen)
+    else:  # fresh tensors (the dispatcher's): the count kernel adds to them
+        seen, gen = base[0].contiguous(), base[1].contiguous()
     ids = token_ids.contiguous()
     mask = history_mask.to(torch.int8).contiguous()
     if width:

@@ -1,4 +1,4 @@
-"""Vectorized torch path for ``penalties``: scatter-add counts, then one elementwise pass."""
+"""Vectorized torch path for ``penalties``: scatter-add counts, then update the seen tokens."""
 
 from __future__ import annotations
 
@@ -7,15 +7,26 @@ import torch
 
 @torch.no_grad()
 def counts(
-    token_ids: torch.Tensor, history_mask: torch.Tensor, prompt_lengths: torch.Tensor, vocab: int
+    token_ids: torch.Tensor,
+    history_mask: torch.Tensor,
+    prompt_lengths: torch.Tensor,
+    vocab: int,
+    base: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row and token: occurrences in the whole history, and in the generated part."""
+    """Per row and token: occurrences in the whole history, and in the generated part.
+
+    ``base`` (int32 ``[rows, V]`` each, fresh tensors) holds counts to add to, in place.
+    """
     rows, width = token_ids.shape
     positions = torch.arange(width, device=token_ids.device).unsqueeze(0)
     generated = history_mask & (positions >= prompt_lengths.unsqueeze(1))
-    seen = torch.zeros((rows, vocab), dtype=torch.int32, device=token_ids.device)
+    if base is None:
+        seen = torch.zeros((rows, vocab), dtype=torch.int32, device=token_ids.device)
+        gen = torch.zeros_like(seen)
+    else:
+        seen, gen = base
     seen.scatter_add_(1, token_ids, history_mask.to(torch.int32))
-    gen = torch.zeros_like(seen).scatter_add_(1, token_ids, generated.to(torch.int32))
+    gen.scatter_add_(1, token_ids, generated.to(torch.int32))
     return seen, gen
 
 
@@ -28,11 +39,19 @@ def penalties(
     repetition: torch.Tensor,
     presence: torch.Tensor,
     frequency: torch.Tensor,
+    *,
+    base: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Penalized copy of ``logits``."""
-    seen, gen = counts(token_ids, history_mask, prompt_lengths, logits.shape[1])
-    x = logits.float()
-    rep = repetition.unsqueeze(1)
-    x = torch.where(seen > 0, torch.where(x > 0, x / rep, x * rep), x)
-    x = x - ((gen > 0).float() * presence.unsqueeze(1) + gen.float() * frequency.unsqueeze(1))
+    """Penalized copy of ``logits``; ``base`` holds counts each row starts from."""
+    seen, gen = counts(token_ids, history_mask, prompt_lengths, logits.shape[1], base)
+    # only tokens a row has seen change: gather them (a few thousand of rows * V), so the
+    # cost is one pass to find them rather than several elementwise passes over rows * V
+    rows, tokens = (seen > 0).nonzero(as_tuple=True)
+    x = logits.float().clone()
+    values = x[rows, tokens]
+    rep = repetition[rows]
+    values = torch.where(values > 0, values / rep, values * rep)
+    count = gen[rows, tokens]
+    values = values - ((count > 0).float() * presence[rows] + count.float() * frequency[rows])
+    x[rows, tokens] = values
     return x.to(logits.dtype)
