@@ -427,9 +427,32 @@ def bench(
             help="Writes OUT.md (table) and OUT.png (chart); default: a new temporary folder.",
         ),
     ] = None,
+    suite: Annotated[
+        str | None,
+        typer.Option(help="Run a whole comparison matrix against transformers: quick or full."),
+    ] = None,
+    max_load: Annotated[
+        float | None,
+        typer.Option(help="With --suite: refuse above this load average (default: cores / 2)."),
+    ] = None,
+    allow_load: Annotated[
+        bool, typer.Option(help="With --suite: run under load; the tables say so.")
+    ] = False,
 ) -> None:
-    """Run strategies side by side on the same prompts; print and save a table and chart."""
+    """Run strategies side by side on the same prompts; print and save a table and chart.
+
+    With ``--suite``, run a named comparison matrix instead (decodekit strategies against
+    transformers ``generate``, interleaved in one process) and write its tables and charts.
+    """
     from rich.progress import Progress
+
+    if suite is not None:
+        if strategy or prompts_file:
+            raise ConfigError("--suite runs its own strategies and prompts; drop --strategy "
+                              "and --prompts-file")
+        _bench_suite(suite, model=model, dtype=dtype, repeats=repeats, seed=seed,
+                     output=output, max_load=max_load, allow_load=allow_load)
+        return
 
     from decodekit.bench import (
         DEFAULT_PROMPTS,
@@ -487,6 +510,76 @@ def bench(
     wrote += (f" and {target.with_suffix('.png')}" if chart
               else " (no chart: it needs matplotlib, pip install 'decodekit[bench]')")
     err.print(wrote, markup=False, highlight=False, soft_wrap=True)  # paths stay whole
+
+
+def _bench_suite(
+    name: str, *, model: str | None, dtype: str, repeats: int, seed: int,
+    output: Path | None, max_load: float | None, allow_load: bool,
+) -> None:
+    """``decodekit bench --suite NAME``: the matrix, a table per workload, charts."""
+    from rich.progress import Progress
+
+    from decodekit.bench import chart_available
+    from decodekit.engine import Engine
+    from decodekit.suite import (
+        SUITES,
+        check_load,
+        machine_summary,
+        run_suite,
+        suite_markdown,
+        write_suite_charts,
+    )
+
+    if name not in SUITES:
+        raise ConfigError(f"unknown suite {name!r}; the suites are: {', '.join(SUITES)}")
+    _dtype_option(dtype)
+    if repeats < 1:
+        raise ConfigError("--repeats must be >= 1")
+    limit = max_load if max_load is not None else (os.cpu_count() or 2) / 2
+    if limit <= 0:
+        raise ConfigError(f"--max-load must be > 0, got {limit:g}")
+    load_before = check_load(limit, allow=allow_load)  # before the model loads
+    if output is not None:
+        _make_parent(output)
+    workloads = SUITES[name]
+    engine = Engine(model, dtype=dtype)  # type: ignore[arg-type]
+    runs = repeats * sum(len(w.contenders) for w in workloads)
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("benchmarking", total=runs)
+
+        def advance(label: str) -> None:
+            skipped = label.startswith("skipped")
+            progress.update(task, advance=0 if skipped else 1, description=label)
+            if skipped:
+                err.print(label, markup=False, highlight=False)
+
+        results = run_suite(engine, workloads, repeats=repeats, seed=seed, progress=advance)
+    header = machine_summary(engine.model, dtype)
+    markdown = suite_markdown(
+        results, header=header, load_before=load_before, load_after=os.getloadavg()[0],
+        under_load=load_before > limit, repeats=repeats,
+    )
+    table = Table(title=f"suite {name}: {header}")
+    for column in ("workload", "contender", "tokens/s", "tokens/forward", "ratio"):
+        table.add_column(column, justify="left" if column in ("workload", "contender")
+                         else "right")
+    for r in results:
+        base = next(x for x in results if x.workload is r.workload).median
+        table.add_row(r.workload.name, r.contender.label, f"{r.median:.1f}",
+                      f"{r.tokens_per_forward:.2f}" if r.tokens_per_forward else "-",
+                      f"{r.median / base:.2f}x" if base else "-")
+    out.print(table)
+    target = output or Path(tempfile.mkdtemp(prefix="decodekit-suite-")) / "suite"
+    try:
+        target.with_suffix(".md").write_text(markdown, encoding="utf-8")
+        charts = (write_suite_charts(results, target, title=f"suite {name}: {header}")
+                  if chart_available() else [])
+    except OSError as exc:  # the table is printed above, so nothing measured is lost
+        raise ConfigError(f"--out {target}: cannot write: {exc.strerror or exc}") from None
+    wrote = f"wrote {target.with_suffix('.md')}"
+    wrote += (" and " + ", ".join(str(c) for c in charts) if charts
+              else " (no charts: they need matplotlib, pip install 'decodekit[bench]')")
+    err.print(wrote, markup=False, highlight=False, soft_wrap=True)
 
 
 #: ``run_bench`` passes these itself; a spec giving one too would clash.

@@ -30,6 +30,7 @@ MODULES = {
     "decodekit.detokenize": "Core: incremental detokenization",
     "decodekit.transformers_processor": "Core: transformers logits processors",
     "decodekit.bench": "Core: benchmark runner",
+    "decodekit.suite": "Core: the comparison matrix (bench --suite)",
     "decodekit.builtin.greedy": "Built-in: greedy",
     "decodekit.builtin.sample": "Built-in: sample",
     "decodekit.builtin.processors": "Built-in: penalties",
