@@ -27,20 +27,9 @@ import torch
 
 import decodekit.slot_buffer
 from decodekit import Engine
+from decodekit.suite import MIXED
 
-PROMPTS = [
-    "Write a long story about a lighthouse keeper.",
-    "Write a long, detailed story about a lighthouse keeper who finds a message in a bottle "
-    "washed up on the rocks after a storm.",
-    "Tell me everything you know about the history of the printing press.",
-    "Write a long essay on why people keep gardens.",
-    "Describe, in as much detail as you can, how a steam engine works, from the boiler to "
-    "the wheels, and why it changed the world.",
-    "Write a long letter from a sailor to his family.",
-    "Explain how bread is made, step by step, at length.",
-    "Write a long story about a city where it never stops raining and the people who "
-    "build boats on their rooftops.",
-]
+PROMPTS = list(MIXED)  # the suite's batch of eight prompts of mixed lengths
 
 
 def dynamic_cache_only(enabled: bool) -> None:

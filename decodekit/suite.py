@@ -114,12 +114,8 @@ class ContenderResult:
         return self.new_tokens / self.forward_passes if self.forward_passes else None
 
 
-def _mixed(*texts: str) -> tuple[str, ...]:
-    return tuple(texts)
-
-
 #: Eight prompts of mixed lengths (a batch with left padding for transformers).
-MIXED = _mixed(
+MIXED: tuple[str, ...] = (
     "Write a long story about a lighthouse keeper.",
     "Write a long, detailed story about a lighthouse keeper who finds a message in a bottle "
     "washed up on the rocks after a storm.",
