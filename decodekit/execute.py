@@ -21,7 +21,7 @@ from decodekit.generation import (
 )
 from decodekit.loop import DecodeState, StepEvent, StopChecker, run, start
 
-__all__ = ["Stream", "execute"]
+__all__ = ["Stream", "execute", "without_partial_stop"]
 
 
 def _start(request: GenerationRequest) -> tuple[DecodeState, Iterator[StepEvent]]:
@@ -126,16 +126,33 @@ class Stream:
         began = time.perf_counter()
         state, events = _start(self.request)
         model = self.request.model
+        stops = [s for s in self.request.config.stop if s]
         shown: dict[int, str] = {}
         for event in events:
             for (row, tokens), text in zip(event.appended, event.texts, strict=True):
                 before = shown.get(row.prompt_index, "")
                 if row.finish_reason is None:
                     text.update(row.token_ids)  # a no-op when stop strings did it
-                    visible = text.text  # without a trailing incomplete character
+                    # without a trailing incomplete character, nor a stop string's start
+                    visible = without_partial_stop(text.text, stops)
                 else:  # the final text: EOS dropped, cut at its stop string
                     visible = _row_text(model, row)
                 delta = visible[len(before) :] if visible.startswith(before) else ""
                 shown[row.prompt_index] = before + delta
                 yield StreamChunk(row.prompt_index, tokens, delta, row.finish_reason)
         self.result = _finish(self.request, state, time.perf_counter() - began)
+
+
+def without_partial_stop(text: str, stops: list[str]) -> str:
+    """``text`` without its longest suffix that begins a stop string.
+
+    That suffix may yet turn out to be a stop string, which the final text leaves out; a
+    stream shows it only once the next tokens rule that out.
+    """
+    hold = 0
+    for stop in stops:
+        for k in range(min(len(stop) - 1, len(text)), hold, -1):
+            if text.endswith(stop[:k]):
+                hold = k
+                break
+    return text[: len(text) - hold]

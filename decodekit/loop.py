@@ -574,6 +574,8 @@ def stop_rows(
                 del row.token_ids[-extra:]
                 del added[-extra:]
             reason = "stop"
+            if stop_checker is not None:  # a stop string before EOS in the same step cuts
+                row.stop_index = stop_checker.find_new(state.texts[r], row.token_ids)
         elif stop_checker is not None and (
             index := stop_checker.find_new(state.texts[r], row.token_ids)
         ) is not None:
@@ -653,7 +655,7 @@ class StopChecker:
 
     During decoding it reads each row's :class:`~decodekit.detokenize.IncrementalText`
     and searches only the text added since the last step (plus the longest stop
-    string's length before it), so a step's cost does not grow with the row. A match is
+    string's length minus one before it), so a step's cost does not grow with the row. A match is
     confirmed with one full decode of the row, which also gives its exact offset.
 
     Parameters
@@ -675,7 +677,7 @@ class StopChecker:
 
     def find(self, token_ids: Sequence[int]) -> int | None:
         """Character offset of the earliest stop string in the text of ``token_ids``, or None."""
-        return self._earliest(self.model.decode(list(token_ids)), 0)
+        return self._earliest(self.model.decode(list(token_ids)))
 
     def find_new(self, text: IncrementalText, token_ids: Sequence[int]) -> int | None:
         """Bring ``text`` up to ``token_ids`` and find a stop string in what it gained.
@@ -709,10 +711,10 @@ class StopChecker:
 
     def _confirmed(self, window: str, row: Callable[[], Sequence[int]]) -> int | None:
         """If ``window`` holds a stop string: its offset in a full decode of the ``row()``."""
-        if self._earliest(window, 0) is None:
+        if self._earliest(window) is None:
             return None
         return self.find(row())
 
-    def _earliest(self, text: str, start: int) -> int | None:
-        found = [i for i in (text.find(s, start) for s in self.stops) if i >= 0]
+    def _earliest(self, text: str) -> int | None:
+        found = [i for i in (text.find(s) for s in self.stops) if i >= 0]
         return min(found) if found else None

@@ -159,7 +159,7 @@ def _suite(tokens: int, long: int) -> tuple[Workload, ...]:
     greedy = (_hf("transformers greedy", do_sample=False), _dk("decodekit greedy", "greedy"))
     sample = (
         _hf("transformers sample", do_sample=True, temperature=0.8, top_p=0.9, top_k=0),
-        _dk("decodekit sample", "sample", temperature=0.8, top_p=0.9, seed=0),
+        _dk("decodekit sample", "sample", temperature=0.8, top_p=0.9),
     )
     lookup = dict(drafter="prompt_lookup", draft_length=10, temperature=0.0)
     return (
@@ -240,7 +240,7 @@ def _runner(engine: Any, contender: Contender, prompts: list[list[int]], tokens:
     """A function that generates once: ``() -> (new tokens, target forwards)``."""
     if contender.strategy is not None:
         spec = contender.strategy
-        params = {"seed": seed, **spec.params}
+        params = {**spec.params, "seed": seed}  # --seed reaches every contender
         engine.request(prompts, strategy=spec.name, max_new_tokens=tokens, **params)  # validates
 
         def decodekit_run() -> tuple[int, int]:

@@ -37,7 +37,10 @@ class PenaltiesProcessor(LogitsProcessor):
     Each row's token counts live in two ``[rows, V]`` tensors, brought up to date with the
     tokens the row gained since the last step, so a step's cost does not grow with the
     rows' length; a draft node adds only its path from the root. The counts follow the
-    loop's rows through :meth:`select_rows` and start over at a call's first step.
+    loop's rows through :meth:`select_rows` and start over at a call's first step. Like
+    every component that keeps per-row state, an instance serves one generation at a
+    time: two streams of one request must not run interleaved (it raises when it sees
+    rows it did not count).
 
     Built like every registered component (``processors = [{name = "penalties",
     options = {repetition_penalty = 1.2}}]`` in a config). With every penalty off it
@@ -146,10 +149,21 @@ class TokenCounts:
                 f"penalties: the rows are {view.row_ids}, the counts follow {self.row_ids}; "
                 "a component reordered rows without the loop's select_rows"
             )
+        vocab = self.seen.shape[1]
         rows, tokens, generated = [], [], []
         for r, sequence in enumerate(view.sequences):
             start, prompt = self.counted[r], view.prompt_lengths[r]
+            if len(sequence) < start:
+                raise RuntimeError(
+                    f"penalties: row {r} has {len(sequence)} tokens, fewer than the {start} "
+                    "counted; one processor is serving two generations at once"
+                )
             new = sequence[start:]
+            if new and not (min(new) >= 0 and max(new) < vocab):
+                bad = min(new) if min(new) < 0 else max(new)
+                raise ValueError(
+                    f"penalties: row {r} has token {bad}, outside the logits' 0..{vocab - 1}"
+                )
             rows.extend([r] * len(new))
             tokens.extend(new)
             generated.extend(start + i >= prompt for i in range(len(new)))

@@ -452,6 +452,8 @@ def test_penalties_counts_errors_name_the_argument() -> None:
     with pytest.raises(ValueError, match=r"count_rows must lie in \[0, 2\)"):
         kernels.penalties(logits, empty, seen_counts=seen, generated_counts=seen,
                           count_rows=torch.tensor([0, 2]))
+    with pytest.raises(ValueError, match=r"generated_counts must lie in \[0, seen_counts\]"):
+        kernels.penalties(logits, empty, seen_counts=seen, generated_counts=seen + 1)
     with pytest.raises(ValueError, match="count_rows needs seen_counts"):
         kernels.penalties(logits, empty, count_rows=torch.tensor([0, 1]))
 

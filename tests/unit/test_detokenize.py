@@ -7,9 +7,11 @@ import random
 import pytest
 
 from decodekit import Engine
+from decodekit.contracts import Selection
 from decodekit.detokenize import IncrementalText
-from decodekit.loop import StopChecker
-from decodekit.testing import AttentionModel
+from decodekit.execute import without_partial_stop
+from decodekit.loop import StopChecker, start, stop_rows
+from decodekit.testing import AttentionModel, MarkovModel
 
 
 def _joined(ids: list[int]) -> str:
@@ -153,11 +155,37 @@ def test_stop_string_across_tokens_ends_a_generation_where_a_full_decode_would()
     assert cut.text == _joined(free.token_ids)[: _joined(free.token_ids).index(stop)]
 
 
-def test_streamed_text_equals_the_final_text():
+@pytest.mark.parametrize("prompts", [[[0]], [[0], [1, 2]]])
+def test_streamed_text_equals_the_final_text_when_a_stop_string_fires(prompts):
     engine = Engine(AttentionModel.random(vocab_size=8, seed=3))
-    stream = engine.stream([[0], [1, 2]], strategy="greedy", max_new_tokens=12, stop=["3 3"])
+    free = engine.generate(prompts, strategy="greedy", max_new_tokens=24)[0]
+    stop = _joined(free.token_ids[5:8])  # spans tokens: its start shows before it completes
+    stream = engine.stream(prompts, strategy="greedy", max_new_tokens=24, stop=[stop])
     texts: dict[int, str] = {}
     for chunk in stream:
         texts[chunk.prompt_index] = texts.get(chunk.prompt_index, "") + chunk.text
     assert stream.result is not None
-    assert [texts[i] for i in range(2)] == [c.text for c in stream.result.completions]
+    assert stream.result.completions[0].finish_reason == "stop"
+    assert [texts[i] for i in range(len(prompts))] == [
+        c.text for c in stream.result.completions]
+
+
+def test_a_partial_stop_string_is_held_back():
+    assert without_partial_stop("a b 6 ", ["6 7", "x"]) == "a b "
+    assert without_partial_stop("a b 6", ["6 7"]) == "a b "
+    assert without_partial_stop("a b", ["6 7"]) == "a b"
+    assert without_partial_stop("ab", ["bcd", "abx"]) == ""  # the longest suffix wins
+    assert without_partial_stop("abc", []) == "abc"
+
+
+def test_a_stop_string_before_eos_in_the_same_step_cuts_the_text():
+    """A multi-token step (a draft) holding a stop string and then EOS: both count."""
+    model = MarkovModel.random(6, seed=0, eos_token_id=5)
+    state = start(model, [[0]], max_new_tokens=10, seeds=[0])
+    state.stop_checker = StopChecker(model, ["1 2"])
+    state.rows[0].token_ids.extend([3, 1, 2, 5])
+    selection = Selection(tokens=[[3, 1, 2, 5]], kept_nodes=[[0, 1, 2]], accepted_draft=[3])
+    stop_rows(state, [[3, 1, 2, 5]], selection, None)
+    row = state.rows[0]
+    assert row.finish_reason == "stop"
+    assert row.stop_index == model.decode([3, 1, 2, 5]).index("1 2")

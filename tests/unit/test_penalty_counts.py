@@ -8,6 +8,7 @@ import torch
 
 from decodekit import Engine
 from decodekit.builtin import processors
+from decodekit.execute import execute
 from decodekit.loop import start
 from decodekit.testing import AttentionModel
 from decodekit.tree import node_histories
@@ -69,10 +70,41 @@ def test_speculative_draft_trees(engine, checked):
     assert checked["drafts"] >= 3
 
 
-def test_counts_start_over_with_each_call(engine, checked):
-    first = engine.generate(PROMPTS, strategy="sample", seed=3, max_new_tokens=12, **OPTIONS)
-    again = engine.generate(PROMPTS, strategy="sample", seed=3, max_new_tokens=12, **OPTIONS)
+def test_counts_start_over_with_each_run_of_one_request(engine, checked):
+    """One request (one processor) run twice: the second run starts from its prompts."""
+    request = engine.request(PROMPTS, strategy="sample", seed=3, max_new_tokens=12, **OPTIONS)
+    first = execute(request).completions
+    steps = checked["steps"]
+    again = execute(request).completions
+    assert checked["steps"] > steps  # the same processor ran again, checked every step
     assert [c.token_ids for c in first] == [c.token_ids for c in again]
+
+
+def test_beam_forks_carry_their_counts(engine, checked):
+    engine.generate(PROMPTS[:1], strategy="beam", num_beams=3, max_new_tokens=10,
+                    processors=[{"name": "penalties", "options": OPTIONS}])
+    assert checked["steps"] >= 5 and checked["reorders"] >= 5
+
+
+def test_one_processor_serving_two_generations_at_once_is_an_error():
+    model = AttentionModel.random(vocab_size=12, seed=4)
+    processor = processors.PenaltiesProcessor(processors.PenaltiesProcessor.Options(
+        repetition_penalty=1.2))
+    long = start(model, [[1, 2, 3]], max_new_tokens=2, seeds=[0])
+    short = start(model, [[1]], max_new_tokens=2, seeds=[0])
+    processor(torch.zeros(1, 1, 12), long.view(), None)
+    short.step = 1
+    with pytest.raises(RuntimeError, match="row 0 has 1 tokens, fewer than the 3 counted"):
+        processor(torch.zeros(1, 1, 12), short.view(), None)
+
+
+def test_a_token_outside_the_logits_is_named():
+    model = AttentionModel.random(vocab_size=12, seed=4)
+    processor = processors.PenaltiesProcessor(processors.PenaltiesProcessor.Options(
+        repetition_penalty=1.2))
+    state = start(model, [[1, 40]], max_new_tokens=2, seeds=[0])
+    with pytest.raises(ValueError, match=r"row 0 has token 40, outside the logits' 0..11"):
+        processor(torch.zeros(1, 1, 12), state.view(), None)
 
 
 def test_a_reorder_the_counts_did_not_see_is_an_error():

@@ -68,8 +68,8 @@ def penalties(
         Prompt tokens at the start of each history; None means 0 (all generated).
     seen_counts, generated_counts : IntTensor ``[C, V]``, optional
         Occurrences counted already, of any token and of generated tokens, per counts
-        row; given together (int32 or int64).
-    count_rows : LongTensor ``[rows]``, optional
+        row; given together (int32 or int64), with ``0 <= generated <= seen``.
+    count_rows : IntTensor ``[rows]``, optional
         The counts row of each logits row (several rows may share one); None means
         row ``r`` uses counts row ``r`` (then ``C == rows``).
     backend : {"auto", "reference", "torch", "triton"}
@@ -156,6 +156,11 @@ def _base_counts(
         if counts.shape[1] != vocab:
             raise ValueError(f"{op}: {name} covers {counts.shape[1]} tokens, the logits {vocab}")
     check_shape(op, "generated_counts", generated, seen.shape)
+    if seen.numel() and bool((generated < 0).any() | (generated > seen).any()):
+        raise ValueError(
+            f"{op}: generated_counts must lie in [0, seen_counts] (generated tokens are "
+            "seen tokens too)"
+        )
     if count_rows is None:
         if seen.shape[0] != rows:
             raise ValueError(

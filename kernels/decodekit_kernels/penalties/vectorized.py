@@ -52,6 +52,8 @@ def penalties(
     rep = repetition[rows]
     values = torch.where(values > 0, values / rep, values * rep)
     count = gen[rows, tokens]
-    values = values - ((count > 0).float() * presence[rows] + count.float() * frequency[rows])
+    penalty = (count > 0).float() * presence[rows] + count.float() * frequency[rows]
+    # only generated tokens are shifted (as in the reference): -0.0 stays -0.0
+    values = torch.where(count > 0, values - penalty, values)
     x[rows, tokens] = values
     return x.to(logits.dtype)
