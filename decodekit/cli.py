@@ -438,6 +438,10 @@ def bench(
     allow_load: Annotated[
         bool, typer.Option(help="With --suite: run under load; the tables say so.")
     ] = False,
+    only: Annotated[
+        str | None,
+        typer.Option(help="With --suite: only the workloads whose name contains this text."),
+    ] = None,
 ) -> None:
     """Run strategies side by side on the same prompts; print and save a table and chart.
 
@@ -451,7 +455,7 @@ def bench(
             raise ConfigError("--suite runs its own strategies and prompts; drop --strategy "
                               "and --prompts-file")
         _bench_suite(suite, model=model, dtype=dtype, repeats=repeats, seed=seed,
-                     output=output, max_load=max_load, allow_load=allow_load)
+                     output=output, max_load=max_load, allow_load=allow_load, only=only)
         return
 
     from decodekit.bench import (
@@ -514,7 +518,7 @@ def bench(
 
 def _bench_suite(
     name: str, *, model: str | None, dtype: str, repeats: int, seed: int,
-    output: Path | None, max_load: float | None, allow_load: bool,
+    output: Path | None, max_load: float | None, allow_load: bool, only: str | None,
 ) -> None:
     """``decodekit bench --suite NAME``: the matrix, a table per workload, charts."""
     from rich.progress import Progress
@@ -526,12 +530,14 @@ def _bench_suite(
         check_load,
         machine_summary,
         run_suite,
+        select_workloads,
         suite_markdown,
         write_suite_charts,
     )
 
     if name not in SUITES:
         raise ConfigError(f"unknown suite {name!r}; the suites are: {', '.join(SUITES)}")
+    workloads = select_workloads(SUITES[name], only)
     _dtype_option(dtype)
     if repeats < 1:
         raise ConfigError("--repeats must be >= 1")
@@ -541,7 +547,6 @@ def _bench_suite(
     load_before = check_load(limit, allow=allow_load)  # before the model loads
     if output is not None:
         _make_parent(output)
-    workloads = SUITES[name]
     engine = Engine(model, dtype=dtype)  # type: ignore[arg-type]
     runs = repeats * sum(len(w.contenders) for w in workloads)
     with Progress(console=err, transient=True) as progress:

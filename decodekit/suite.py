@@ -12,6 +12,7 @@ the machine, versions and load average; :func:`check_load` refuses a loaded mach
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -32,6 +33,7 @@ __all__ = [
     "check_load",
     "machine_summary",
     "run_suite",
+    "select_workloads",
     "suite_markdown",
     "write_suite_charts",
 ]
@@ -146,6 +148,25 @@ CODE_EDIT = (
 )
 
 
+#: A schema and a prompt for constrained decoding (the answer follows the schema).
+USER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "age": {"type": "integer"},
+        "email": {"type": "string"},
+        "hobbies": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["name", "age", "email", "hobbies"],
+    "additionalProperties": False,
+}
+JSON_PROMPT = (
+    "Reply with only a JSON value that follows this JSON Schema:\n"
+    + json.dumps(USER_SCHEMA)
+    + "\nDescribe a user called Ada Lovelace who likes mathematics and poetry."
+)
+
+
 def _dk(label: str, name: str, **params: Any) -> Contender:
     return Contender(label, strategy=StrategySpec(name, params))
 
@@ -162,6 +183,7 @@ def _suite(tokens: int, long: int) -> tuple[Workload, ...]:
         _dk("decodekit sample", "sample", temperature=0.8, top_p=0.9),
     )
     lookup = dict(drafter="prompt_lookup", draft_length=10, temperature=0.0)
+    json_constraint = {"type": "json_schema", "schema": USER_SCHEMA, "whitespace": "compact"}
     return (
         Workload(f"greedy, batch 1, {tokens} tokens", MIXED[:1], tokens, greedy,
                  "≥ 1.05× transformers"),
@@ -193,6 +215,12 @@ def _suite(tokens: int, long: int) -> tuple[Workload, ...]:
             _dk("decodekit greedy", "greedy"),
             _dk("decodekit superposed (k 3)", "superposed", k=3),
         ), "≥ 0.9× one greedy generation's tokens/s"),
+        Workload(f"constrained (JSON schema), batch 1, {tokens} tokens", (JSON_PROMPT,), tokens, (
+            _dk("decodekit prompt lookup", "speculative", **lookup),
+            _dk("decodekit prompt lookup, constrained", "speculative", **lookup,
+                constraint=json_constraint),
+            _dk("decodekit greedy, constrained", "greedy", constraint=json_constraint),
+        ), "constrained prompt lookup ≥ 0.95× unconstrained"),
     )
 
 
@@ -286,8 +314,9 @@ def run_suite(
 ) -> list[ContenderResult]:
     """Run every contender of every workload, interleaved; return one result per pair.
 
-    Contenders whose strategy is not installed are left out (``progress`` says so).
-    Every decodekit contender's configuration is validated before anything runs.
+    Contenders whose strategy or constraint type is not installed are left out
+    (``progress`` says so). Every decodekit contender's configuration is validated
+    before anything runs.
 
     Parameters
     ----------
@@ -301,14 +330,14 @@ def run_suite(
     """
     if repeats < 1:
         raise ConfigError("--repeats must be >= 1")
-    installed = engine.registry.strategies
     plan: list[tuple[ContenderResult, Callable[[], tuple[int, int]]]] = []
     for workload in workloads:
         prompts = _prompt_ids(engine, workload)
         for contender in workload.contenders:
-            if contender.strategy is not None and contender.strategy.name not in installed:
+            missing = _not_installed(engine, contender)
+            if missing is not None:
                 if progress is not None:
-                    progress(f"skipped {contender.label}: {contender.strategy.name} not installed")
+                    progress(f"skipped {contender.label}: {missing} not installed")
                 continue
             runner = _runner(engine, contender, prompts, workload.max_new_tokens, seed)
             plan.append((ContenderResult(workload, contender), runner))
@@ -327,6 +356,31 @@ def run_suite(
                 if progress is not None:
                     progress(f"{workload.name}: {result.contender.label}")
     return [result for result, _ in plan]
+
+
+def _not_installed(engine: Any, contender: Contender) -> str | None:
+    """The strategy or constraint type a contender needs that no plugin provides, or None."""
+    if contender.strategy is None:
+        return None
+    registry = engine.registry
+    if contender.strategy.name not in registry.strategies:
+        return contender.strategy.name
+    constraint = contender.strategy.params.get("constraint")
+    kind = constraint.get("type") if isinstance(constraint, dict) else None
+    if kind is not None and kind not in registry.constraints:
+        return f"constraint type {kind}"
+    return None
+
+
+def select_workloads(workloads: Sequence[Workload], only: str | None) -> tuple[Workload, ...]:
+    """The workloads whose name contains ``only`` (all for None); an error names them all."""
+    if only is None:
+        return tuple(workloads)
+    chosen = tuple(w for w in workloads if only.lower() in w.name.lower())
+    if not chosen:
+        names = "; ".join(w.name for w in workloads)
+        raise ConfigError(f"--only {only!r} matches no workload; the workloads are: {names}")
+    return chosen
 
 
 def _warm_up(engine: Any, result: ContenderResult, seed: int) -> None:

@@ -28,6 +28,8 @@ GREEDY = suite.Workload(
 MISSING = suite.Workload("not installed", PROMPTS[:1], 4, (
     suite.Contender("decodekit greedy", strategy=StrategySpec("greedy")),
     suite.Contender("ghost", strategy=StrategySpec("no_such_strategy")),
+    suite.Contender("odd constraint", strategy=StrategySpec(
+        "greedy", {"constraint": {"type": "no_such_constraint"}})),
 ))
 
 
@@ -43,6 +45,7 @@ def test_every_contender_runs_and_tokens_are_counted_alike(engine):
         ("greedy, tiny", "transformers greedy"), ("greedy, tiny", "decodekit greedy"),
         ("greedy, tiny", "decodekit prompt lookup"), ("not installed", "decodekit greedy")]
     assert "skipped ghost: no_such_strategy not installed" in notes
+    assert "skipped odd constraint: constraint type no_such_constraint not installed" in notes
     hf, greedy, lookup = results[:3]
     assert all(len(r.rates) == 2 and min(r.rates) > 0 for r in results)
     # greedy in float32 on the same model: transformers and decodekit make the same tokens
@@ -97,9 +100,18 @@ def test_the_named_suites_cover_the_matrix():
     names = [w.name for w in suite.SUITES["full"]]
     for expected in ("greedy, batch 1, 128", "greedy, batch 8 mixed, 128", "sample, batch 8",
                      "greedy, batch 1, 1024", "beam 4", "prompt lookup, code edit",
-                     "token recycling", "contrastive", "superposed"):
+                     "token recycling", "contrastive", "superposed", "constrained (JSON"):
         assert any(n.startswith(expected) for n in names), expected
     assert len(suite.MIXED) == 8 and len({len(p) for p in suite.MIXED}) > 4
+
+
+def test_only_selects_workloads_by_name():
+    full = suite.SUITES["full"]
+    assert [w.name for w in suite.select_workloads(full, "BEAM")] == ["beam 4, batch 1, 64 tokens"]
+    assert suite.select_workloads(full, None) == full
+    with pytest.raises(ConfigError, match=r"--only 'nothing' matches no workload; the "
+                                          r"workloads are: greedy, batch 1, 128 tokens; "):
+        suite.select_workloads(full, "nothing")
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -125,6 +137,11 @@ def no_model(monkeypatch):
 def test_cli_unknown_suite_lists_the_suites(no_model):
     line = refused(runner.invoke(app, ["bench", "--suite", "huge"]))
     assert line == "error: unknown suite 'huge'; the suites are: quick, full"
+
+
+def test_cli_only_that_matches_nothing_is_refused(no_model):
+    line = refused(runner.invoke(app, ["bench", "--suite", "quick", "--only", "zzz"]))
+    assert line.startswith("error: --only 'zzz' matches no workload; the workloads are: ")
 
 
 def test_cli_suite_with_strategies_is_refused(no_model):
