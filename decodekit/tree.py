@@ -176,23 +176,13 @@ def node_histories(
     """Per row and node, the tokens before that node; and each history's prompt length.
 
     Returns lists of length ``rows * (1 + N)`` in row-major order: the root's history is
-    the row's sequence; node ``i``'s is the sequence plus the node's draft ancestors.
+    the row's sequence; node ``i``'s is the sequence plus its path (:func:`node_paths`).
     """
-    histories: list[list[int]] = []
-    prompt_lengths: list[int] = []
-    nodes = 0 if draft is None else draft.num_nodes
-    tokens = [] if draft is None else draft.tokens.tolist()
-    parents = [] if draft is None else draft.parents.tolist()
-    for r, sequence in enumerate(view.sequences):
-        histories.append(sequence)
-        prompt_lengths.append(view.prompt_lengths[r])
-        paths: list[list[int]] = []
-        for i in range(nodes):
-            parent = parents[r][i]
-            path = (paths[parent] if parent >= 0 else []) + [max(tokens[r][i], 0)]
-            paths.append(path)
-            histories.append(sequence + path)
-            prompt_lengths.append(view.prompt_lengths[r])
+    rows = len(view.sequences)
+    paths = node_paths(draft, rows)
+    per_row = len(paths) // max(rows, 1)
+    histories = [view.sequences[i // per_row] + path for i, path in enumerate(paths)]
+    prompt_lengths = [view.prompt_lengths[i // per_row] for i in range(len(paths))]
     return histories, prompt_lengths
 
 
@@ -201,8 +191,7 @@ def node_paths(draft: DraftTree | None, rows: int) -> list[list[int]]:
 
     Returns a list of length ``rows * (1 + N)`` in row-major order: the root's path is
     empty, node ``i``'s is its draft ancestors' tokens then its own (a padding node's
-    ``-1`` reads as token 0, as in :func:`node_histories`). A node's history is the row's
-    sequence followed by its path.
+    ``-1`` reads as token 0). A node's history is the row's sequence followed by its path.
     """
     if draft is None or draft.num_nodes == 0:
         return [[] for _ in range(rows)]
